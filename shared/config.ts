@@ -1,0 +1,184 @@
+// Parallax configuration: one YAML file whose keys follow the SAFE-M-51 mitigation's own
+// configuration example (embedding_model, detection_methods, thresholds, baseline,
+// performance), extended with the keys Parallax needs (weights, ingest limits).
+// Every key is validated; a wrong key or value is reported by its dotted path.
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+const unit = z.number().min(0).max(1);
+
+const method = <T extends z.ZodRawShape>(shape: T, defaults: { weight: number }) =>
+  z
+    .object({
+      enabled: z.boolean().default(true),
+      /** Weight of this signal in the fused risk (0 keeps it visible but out of the decision). */
+      weight: z.number().min(0).max(100).default(defaults.weight),
+      ...shape,
+    })
+    .strict();
+
+export const configSchema = z
+  .object({
+    embedding_anomaly_detection: z
+      .object({
+        enabled: z.boolean().default(true),
+        embedding_model: z
+          .object({
+            /** 'mobilenet_v2' (embedded default) or a path to a local CLIP model folder. */
+            name: z.string().min(1).default('mobilenet_v2'),
+            device: z.enum(['auto', 'cpu', 'webgpu', 'cuda']).default('auto'),
+            batch_size: positiveInt.max(1024).default(32),
+            /** ONNX Runtime intra-op threads on CPU; 0 = one per core. */
+            threads: z.number().int().min(0).max(256).default(0),
+          })
+          .strict()
+          .prefault({}),
+        detection_methods: z
+          .object({
+            isolation_forest: method(
+              {
+                n_estimators: positiveInt.max(10_000).default(100),
+                max_samples: positiveInt.max(100_000).default(256),
+                /** Expected outlier share; used only for the reference fusion's outlier flag. */
+                contamination: z.number().gt(0).max(0.5).default(0.1),
+              },
+              { weight: 1 },
+            ).prefault({}),
+            autoencoder: method(
+              {
+                latent_dim: positiveInt.max(4096).default(64),
+                training_epochs: positiveInt.max(10_000).default(30),
+                learning_rate: z.number().gt(0).max(1).default(1e-3),
+              },
+              { weight: 1 },
+            ).prefault({}),
+            knn: method({ k: positiveInt.max(1000).default(5) }, { weight: 1.5 }).prefault({}),
+            mahalanobis: method({ components: positiveInt.max(4096).default(64) }, { weight: 1 }).prefault({}),
+            cluster: method({ n_clusters: positiveInt.max(1000).default(8) }, { weight: 0.5 }).prefault({}),
+          })
+          .strict()
+          .prefault({}),
+        thresholds: z
+          .object({ block: unit.default(0.7), review: unit.default(0.4) })
+          .strict()
+          .prefault({})
+          .refine((t) => t.review <= t.block, { message: 'review threshold must not exceed block threshold' }),
+        baseline: z
+          .object({
+            update_frequency_hours: z.number().min(0).default(24),
+            min_samples: positiveInt.default(50),
+            max_age_days: z.number().min(0).default(30),
+            /** Folds used to calibrate signals on items the detectors were not fitted on. */
+            calibration_folds: z.number().int().min(2).max(20).default(4),
+            seed: z.number().int().min(0).default(1),
+          })
+          .strict()
+          .prefault({}),
+        performance: z
+          .object({
+            timeout_seconds: z.number().gt(0).max(3600).default(5),
+            cache_embeddings: z.boolean().default(true),
+            cache_ttl_seconds: z.number().int().min(0).default(3600),
+          })
+          .strict()
+          .prefault({}),
+        ingest: z
+          .object({
+            max_file_mb: z.number().gt(0).max(4096).default(50),
+            max_pixels: positiveInt.default(40_000_000),
+          })
+          .strict()
+          .prefault({}),
+        scan: z
+          .object({
+            /** Nearest baseline neighbours reported with every verdict. */
+            neighbours: z.number().int().min(0).max(100).default(5),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type ParallaxConfig = z.infer<typeof configSchema>;
+export type DetectionConfig = ParallaxConfig['embedding_anomaly_detection'];
+
+export class ConfigError extends Error {
+  constructor(
+    message: string,
+    readonly source: string,
+  ) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function defaultConfig(): ParallaxConfig {
+  return configSchema.parse({});
+}
+
+/** Parse and validate YAML text. `source` names the file in error messages. */
+export function parseConfig(text: string, source = 'config'): ParallaxConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text) ?? {};
+  } catch (err) {
+    const detail = err instanceof YAMLParseError ? err.message : String(err);
+    throw new ConfigError(`${source}: not valid YAML: ${detail}`, source);
+  }
+  return validateConfig(raw, source);
+}
+
+export function validateConfig(raw: unknown, source = 'config'): ParallaxConfig {
+  const result = configSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const at = issue.path.join('.');
+    if (issue.code === 'unrecognized_keys') {
+      const keys = issue.keys.map((k) => (at ? `${at}.${k}` : k));
+      return `unknown key ${keys.map((k) => `'${k}'`).join(', ')}`;
+    }
+    return `${at ? `'${at}'` : 'top level'}: ${issue.message}`;
+  });
+  throw new ConfigError(`${source}: invalid configuration:\n  - ${problems.join('\n  - ')}`, source);
+}
+
+/** The YAML written to a new data folder: every key with its default, so users can see what exists. */
+export function defaultConfigYaml(): string {
+  return `# Parallax configuration. Keys follow SAFE-M-51's configuration; every value shown is the default.
+embedding_anomaly_detection:
+  enabled: true
+  embedding_model:
+    name: mobilenet_v2        # embedded default encoder (1280-d MobileNetV2 ImageNet backbone)
+    device: auto              # auto | cpu | webgpu | cuda  (auto tries GPU providers, falls back to cpu)
+    batch_size: 32
+    threads: 0                # ONNX Runtime CPU threads, 0 = one per core
+  detection_methods:
+    isolation_forest: { enabled: true, weight: 1, n_estimators: 100, max_samples: 256, contamination: 0.1 }
+    autoencoder: { enabled: true, weight: 1, latent_dim: 64, training_epochs: 30, learning_rate: 0.001 }
+    knn: { enabled: true, weight: 1.5, k: 5 }
+    mahalanobis: { enabled: true, weight: 1, components: 64 }
+    cluster: { enabled: true, weight: 0.5, n_clusters: 8 }
+  thresholds:
+    block: 0.7                # fused risk >= 0.7: block (about 1 in 630 legitimate items)
+    review: 0.4               # fused risk >= 0.4: review (about 1 in 40 legitimate items)
+  baseline:
+    update_frequency_hours: 24
+    min_samples: 50
+    max_age_days: 30
+    calibration_folds: 4
+    seed: 1
+  performance:
+    timeout_seconds: 5        # per item: decode + embed + score
+    cache_embeddings: true
+    cache_ttl_seconds: 3600   # 0 = keep cached embeddings forever
+  ingest:
+    max_file_mb: 50
+    max_pixels: 40000000
+  scan:
+    neighbours: 5
+`;
+}

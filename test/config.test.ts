@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, defaultConfig, defaultConfigYaml, parseConfig } from '../shared/config.js';
+import { defaultDataDir } from '../electron/engine/cli/data-dir.js';
+
+test('the documented default YAML parses to exactly the built-in defaults', () => {
+  assert.deepEqual(parseConfig(defaultConfigYaml(), 'default.yaml'), defaultConfig());
+});
+
+test('defaults follow the mitigation: thresholds 0.7 / 0.4, 100 trees of 256 samples', () => {
+  const c = defaultConfig().embedding_anomaly_detection;
+  assert.equal(c.thresholds.block, 0.7);
+  assert.equal(c.thresholds.review, 0.4);
+  assert.equal(c.detection_methods.isolation_forest.n_estimators, 100);
+  assert.equal(c.detection_methods.isolation_forest.max_samples, 256);
+  assert.equal(c.embedding_model.device, 'auto');
+});
+
+test('the mitigation example config is accepted as written', () => {
+  const yaml = `
+embedding_anomaly_detection:
+  enabled: true
+  embedding_model:
+    name: 'mobilenet_v2'
+    device: 'cuda'
+    batch_size: 16
+  detection_methods:
+    isolation_forest:
+      enabled: true
+      contamination: 0.1
+      n_estimators: 100
+    autoencoder:
+      enabled: true
+      latent_dim: 128
+      training_epochs: 50
+  thresholds:
+    block: 0.7
+    review: 0.4
+  baseline:
+    update_frequency_hours: 24
+    min_samples: 1000
+    max_age_days: 30
+  performance:
+    timeout_seconds: 5
+    cache_embeddings: true
+    cache_ttl_seconds: 3600
+`;
+  const c = parseConfig(yaml, 'mitigation.yaml').embedding_anomaly_detection;
+  assert.equal(c.embedding_model.batch_size, 16);
+  assert.equal(c.detection_methods.autoencoder.latent_dim, 128);
+  assert.equal(c.detection_methods.knn.k, 5, 'unspecified methods keep their defaults');
+});
+
+test('a wrong key or value is named by its dotted path', () => {
+  const bad = `
+embedding_anomaly_detection:
+  embedding_model: { device: tpu }
+  thresholds: { block: 0.3, review: 0.5 }
+  detection_methods:
+    knn: { k: 0, neighbours: 3 }
+  colour: blue
+`;
+  assert.throws(
+    () => parseConfig(bad, 'bad.yaml'),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const m = err.message;
+      assert.match(m, /^bad\.yaml: invalid configuration/);
+      assert.match(m, /'embedding_anomaly_detection\.embedding_model\.device'/);
+      assert.match(m, /'embedding_anomaly_detection\.detection_methods\.knn\.k'/);
+      assert.match(m, /unknown key 'embedding_anomaly_detection\.detection_methods\.knn\.neighbours'/);
+      assert.match(m, /unknown key 'embedding_anomaly_detection\.colour'/);
+      assert.match(m, /review threshold must not exceed block threshold/);
+      return true;
+    },
+  );
+});
+
+test('broken YAML is reported as such, with the file name', () => {
+  assert.throws(() => parseConfig('a: [1, 2', 'broken.yaml'), /broken\.yaml: not valid YAML/);
+});
+
+test('data folder: PARALLAX_HOME wins, else the per-user app data folder of each OS', () => {
+  assert.equal(defaultDataDir({ PARALLAX_HOME: '/srv/px' }, 'linux'), '/srv/px');
+  assert.match(defaultDataDir({ XDG_CONFIG_HOME: '/home/u/.config' }, 'linux'), /^\/home\/u\/\.config\/Parallax$/);
+  assert.match(defaultDataDir({}, 'darwin'), /Library\/Application Support\/Parallax$/);
+  assert.match(defaultDataDir({ APPDATA: 'C:\\Users\\u\\AppData\\Roaming' }, 'win32'), /Parallax$/);
+});
