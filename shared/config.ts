@@ -152,7 +152,7 @@ export function defaultConfigYaml(): string {
 embedding_anomaly_detection:
   enabled: true
   embedding_model:
-    name: mobilenet_v2        # embedded default encoder (1280-d MobileNetV2 ImageNet backbone)
+    name: mobilenet_v2        # embedded default encoder (1280-d MobileNetV2 backbone from nsfwjs)
     device: auto              # auto | cpu | webgpu | cuda  (auto tries GPU providers, falls back to cpu)
     batch_size: 32
     threads: 0                # ONNX Runtime CPU threads, 0 = one per core
