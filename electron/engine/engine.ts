@@ -1,0 +1,707 @@
+// The Parallax engine: ingest -> encode -> score -> fuse -> record, behind one class that
+// the CLI, the MCP server, the HTTP workbench and the tests all drive. It never imports
+// `electron`, so everything here runs headless.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { defaultConfigYaml, parseConfig, type ParallaxConfig } from '../../shared/config.js';
+import {
+  detectorSetFromJSON,
+  trainDetectorSet,
+  type DetectorSet,
+  type TrainOptions,
+} from '../../shared/detectors/detector-set.js';
+import { BruteForceIndex } from '../../shared/math/vector-index.js';
+import type { Decision, Modality, Neighbour, SignalName, SignalResult } from '../../shared/types.js';
+import { CancelledError, mapOrdered, throwIfAborted } from './concurrency.js';
+import { openImageEncoder, type ImageEncoder } from './encoders/index.js';
+import { decodeImage, IngestError, resizeForEncoder, type IngestLimits } from './ingest/image.js';
+import { walkMedia } from './ingest/walk.js';
+import { Store, type DetectorSetRow } from './store/store.js';
+import { ENGINE_VERSION } from './version.js';
+
+export const DEFAULT_BASELINE = 'default';
+
+export type ProgressFn = (p: { stage: string; done: number; total: number; detail?: string }) => void;
+
+export interface ItemError {
+  path: string;
+  reason: string;
+  code: string;
+}
+
+export interface ScanItem {
+  path: string | null;
+  sha256: string;
+  modality: Modality;
+  decision: Decision;
+  risk: number;
+  p: number;
+  signals: Record<string, SignalResult>;
+  neighbours: Neighbour[];
+  verdict_id: number;
+  duration_ms: number;
+}
+
+export interface ScanReport {
+  engine: EngineInfo;
+  items: ScanItem[];
+  errors: ItemError[];
+  summary: { allow: number; review: number; block: number; errors: number };
+}
+
+export interface EngineInfo {
+  version: string;
+  encoder_id: string;
+  provider: string;
+  provider_note: string;
+  baseline: string;
+  detector_set: { id: number; version: number; created_at: string } | null;
+}
+
+export interface BaselineAddReport {
+  baseline: string;
+  added: number;
+  already_present: number;
+  total: number;
+  errors: ItemError[];
+}
+
+export interface TrainReport {
+  baseline: string;
+  detector_set: { id: number; version: number; n_items: number; encoder_id: string };
+  seconds: number;
+  stats: unknown;
+}
+
+export interface EngineOptions {
+  dataDir: string;
+  /** A config object overrides the data folder's config.yaml. */
+  config?: ParallaxConfig;
+  /** Folder holding the built ONNX models (default: the package's models/build). */
+  modelDir?: string;
+}
+
+interface PreparedItem {
+  path: string | null;
+  sha256: string;
+  itemId: number;
+  started: number;
+  vector?: Float32Array;
+  pixels?: Float32Array;
+  error?: ItemError;
+}
+
+interface LoadedDetectorSet {
+  row: DetectorSetRow;
+  set: DetectorSet;
+  members: { itemId: number; sha256: string; path: string | null }[];
+  index: BruteForceIndex;
+}
+
+/** What is stored in detector_sets.state (gzip of this JSON). */
+interface StoredDetectorSet {
+  format: 'parallax.detector-set/1';
+  members: { itemId: number; sha256: string; path: string | null }[];
+  set: unknown;
+}
+
+export class Engine {
+  private encoderPromise: Promise<ImageEncoder> | null = null;
+  private loaded: LoadedDetectorSet | null = null;
+
+  private constructor(
+    readonly dataDir: string,
+    readonly config: ParallaxConfig,
+    readonly store: Store,
+    private readonly modelDir: string | undefined,
+  ) {}
+
+  static async open(opts: EngineOptions): Promise<Engine> {
+    const dataDir = path.resolve(opts.dataDir);
+    fs.mkdirSync(dataDir, { recursive: true });
+    const configPath = path.join(dataDir, 'config.yaml');
+    let config = opts.config;
+    if (!config) {
+      if (!fs.existsSync(configPath)) fs.writeFileSync(configPath, defaultConfigYaml());
+      config = parseConfig(fs.readFileSync(configPath, 'utf8'), configPath);
+    }
+    const store = Store.open(path.join(dataDir, 'parallax.db'));
+    return new Engine(dataDir, config, store, opts.modelDir);
+  }
+
+  private get cfg() {
+    return this.config.embedding_anomaly_detection;
+  }
+
+  get limits(): IngestLimits {
+    return {
+      maxFileBytes: Math.round(this.cfg.ingest.max_file_mb * 1024 * 1024),
+      maxPixels: this.cfg.ingest.max_pixels,
+      decodeTimeoutMs: Math.round(this.cfg.performance.timeout_seconds * 1000),
+    };
+  }
+
+  /** The encoder is opened on first use: `status` and config checks must not pay for it. */
+  encoder(): Promise<ImageEncoder> {
+    if (!this.encoderPromise) {
+      const m = this.cfg.embedding_model;
+      this.encoderPromise = openImageEncoder({
+        model: m.name,
+        device: m.device,
+        batchSize: m.batch_size,
+        threads: m.threads,
+        modelDir: this.modelDir,
+      });
+      this.encoderPromise.catch(() => {
+        this.encoderPromise = null;
+      });
+    }
+    return this.encoderPromise;
+  }
+
+  async close(): Promise<void> {
+    if (this.encoderPromise) {
+      const enc = await this.encoderPromise.catch(() => null);
+      await enc?.close();
+    }
+    this.store.close();
+  }
+
+  // ---- baseline -------------------------------------------------------------------------------
+
+  async addToBaseline(
+    paths: string[],
+    opts: { baseline?: string; onProgress?: ProgressFn; signal?: AbortSignal } = {},
+  ): Promise<BaselineAddReport> {
+    const baseline = opts.baseline ?? DEFAULT_BASELINE;
+    const baselineId = this.store.ensureBaseline(baseline);
+    const encoder = await this.encoder();
+    const report: BaselineAddReport = { baseline, added: 0, already_present: 0, total: 0, errors: [] };
+    for await (const item of this.embedAll(paths, encoder, 'baseline', opts)) {
+      if (item.error) {
+        report.errors.push(item.error);
+        continue;
+      }
+      if (this.store.addToBaseline(baselineId, item.itemId)) report.added++;
+      else report.already_present++;
+    }
+    report.total = this.store.baselineSize(baselineId);
+    this.store.audit('cli', 'baseline.add', baseline, {
+      added: report.added,
+      already_present: report.already_present,
+      errors: report.errors.length,
+    });
+    return report;
+  }
+
+  // ---- training -------------------------------------------------------------------------------
+
+  async train(opts: { baseline?: string; onProgress?: ProgressFn; signal?: AbortSignal } = {}): Promise<TrainReport> {
+    const baseline = opts.baseline ?? DEFAULT_BASELINE;
+    const b = this.store.findBaseline(baseline);
+    if (!b) throw new Error(`baseline '${baseline}' does not exist: add items with 'parallax baseline add <path>'`);
+    const encoder = await this.encoder();
+    const rows = this.store.baselineEmbeddings(b.id, encoder.id);
+    const missing = rows.filter((r) => !r.vector);
+    if (missing.length > 0) {
+      // The encoder changed since these items were added: re-embed from where they were found.
+      const files = missing.map((r) => r.path).filter((p): p is string => !!p && fs.existsSync(p));
+      for await (const item of this.embedAll(files, encoder, 'baseline', opts)) void item;
+    }
+    const members: StoredDetectorSet['members'] = [];
+    const vectors: Float32Array[] = [];
+    for (const r of this.store.baselineEmbeddings(b.id, encoder.id)) {
+      if (!r.vector) continue;
+      members.push({ itemId: r.itemId, sha256: r.sha256, path: r.path });
+      vectors.push(r.vector);
+    }
+    const skipped = rows.length - vectors.length;
+    const started = performance.now();
+    const set = trainDetectorSet(vectors, {
+      ...this.trainOptions(encoder.id),
+      onProgress: (stage: string, fraction: number) =>
+        opts.onProgress?.({ stage: `train: ${stage}`, done: Math.round(fraction * 1000), total: 1000 }),
+      shouldCancel: () => opts.signal?.aborted ?? false,
+    });
+    throwIfAborted(opts.signal, 'training');
+    const seconds = (performance.now() - started) / 1000;
+    const stored: StoredDetectorSet = { format: 'parallax.detector-set/1', members, set: set.toJSON() };
+    const stats = { ...set.stats, skipped_without_embedding: skipped, train_seconds: seconds };
+    const row = this.store.saveDetectorSet({
+      baselineId: b.id,
+      encoderId: encoder.id,
+      nItems: vectors.length,
+      config: this.cfg,
+      stats,
+      state: gzipSync(Buffer.from(JSON.stringify(stored))),
+      activate: true,
+    });
+    this.loaded = null;
+    return {
+      baseline,
+      detector_set: { id: row.id, version: row.version, n_items: row.n_items, encoder_id: row.encoder_id },
+      seconds,
+      stats,
+    };
+  }
+
+  private trainOptions(encoderId: string): TrainOptions {
+    const m = this.cfg.detection_methods;
+    return {
+      encoderId,
+      minSamples: this.cfg.baseline.min_samples,
+      folds: this.cfg.baseline.calibration_folds,
+      seed: this.cfg.baseline.seed,
+      thresholds: { block: this.cfg.thresholds.block, review: this.cfg.thresholds.review },
+      signals: {
+        isolation_forest: {
+          enabled: m.isolation_forest.enabled,
+          weight: m.isolation_forest.weight,
+          params: { trees: m.isolation_forest.n_estimators, sampleSize: m.isolation_forest.max_samples },
+        },
+        autoencoder: {
+          enabled: m.autoencoder.enabled,
+          weight: m.autoencoder.weight,
+          params: {
+            hidden: m.autoencoder.latent_dim,
+            epochs: m.autoencoder.training_epochs,
+            learningRate: m.autoencoder.learning_rate,
+          },
+        },
+        knn: { enabled: m.knn.enabled, weight: m.knn.weight, params: { k: m.knn.k } },
+        mahalanobis: {
+          enabled: m.mahalanobis.enabled,
+          weight: m.mahalanobis.weight,
+          params: { components: m.mahalanobis.components },
+        },
+        cluster: { enabled: m.cluster.enabled, weight: m.cluster.weight, params: { k: m.cluster.n_clusters } },
+      },
+    };
+  }
+
+  private activeSet(baseline: string): LoadedDetectorSet {
+    const b = this.store.findBaseline(baseline);
+    if (!b) throw new Error(`baseline '${baseline}' does not exist: add items with 'parallax baseline add <path>'`);
+    const row = this.store.activeDetectorSet(b.id);
+    if (!row) throw new Error(`baseline '${baseline}' has no trained detector set: run 'parallax train'`);
+    if (this.loaded?.row.id === row.id) return this.loaded;
+    const stored = JSON.parse(gunzipSync(this.store.detectorSetState(row.id)).toString('utf8')) as StoredDetectorSet;
+    if (stored.format !== 'parallax.detector-set/1') {
+      throw new Error(`detector set ${row.id} has unknown format '${String(stored.format)}'`);
+    }
+    const set = detectorSetFromJSON(stored.set);
+    const vectors = this.store.baselineEmbeddings(b.id, row.encoder_id);
+    const byItem = new Map(vectors.map((v) => [v.itemId, v.vector]));
+    const dim = vectors.find((v) => v.vector)?.vector?.length ?? 1;
+    const index = new BruteForceIndex(dim, stored.members.length);
+    for (const m of stored.members) {
+      const v = byItem.get(m.itemId);
+      if (v) index.add(v);
+      else throw new Error(`detector set ${row.id}: baseline item ${m.sha256} has lost its embedding; retrain`);
+    }
+    this.loaded = { row, set, members: stored.members, index };
+    return this.loaded;
+  }
+
+  // ---- scanning -------------------------------------------------------------------------------
+
+  async scan(
+    paths: string[],
+    opts: { baseline?: string; source?: string; onProgress?: ProgressFn; signal?: AbortSignal } = {},
+  ): Promise<ScanReport> {
+    const baseline = opts.baseline ?? DEFAULT_BASELINE;
+    const loaded = this.activeSet(baseline);
+    const encoder = await this.encoder();
+    this.assertEncoderMatches(loaded, encoder);
+    const report: ScanReport = {
+      engine: this.engineInfo(baseline, encoder, loaded.row),
+      items: [],
+      errors: [],
+      summary: { allow: 0, review: 0, block: 0, errors: 0 },
+    };
+    for await (const batch of batches(this.embedAll(paths, encoder, opts.source ?? 'cli', opts), 64)) {
+      const good = batch.filter((b) => !b.error && b.vector);
+      for (const bad of batch) if (bad.error) report.errors.push(bad.error);
+      const items = this.scoreAndRecord(good, loaded, encoder, opts.source ?? 'cli');
+      for (const it of items) {
+        report.items.push(it);
+        report.summary[it.decision]++;
+      }
+    }
+    report.summary.errors = report.errors.length;
+    return report;
+  }
+
+  /** Scan one in-memory item (MCP content, upload). Errors are returned, not thrown. */
+  async scanBytes(
+    bytes: Uint8Array,
+    opts: { name?: string; baseline?: string; source?: string } = {},
+  ): Promise<ScanItem | ItemError> {
+    const baseline = opts.baseline ?? DEFAULT_BASELINE;
+    const loaded = this.activeSet(baseline);
+    const encoder = await this.encoder();
+    this.assertEncoderMatches(loaded, encoder);
+    const started = performance.now();
+    const prepared = await this.prepareBytes(bytes, opts.name ?? null, started, encoder, opts.source ?? 'api');
+    if (prepared.error) return prepared.error;
+    const [done] = await this.encodePending([prepared], encoder);
+    if (done.error) return done.error;
+    return this.scoreAndRecord([done], loaded, encoder, opts.source ?? 'api')[0];
+  }
+
+  private assertEncoderMatches(loaded: LoadedDetectorSet, encoder: ImageEncoder): void {
+    if (loaded.row.encoder_id !== encoder.id) {
+      throw new Error(
+        `the active detector set was trained with encoder ${loaded.row.encoder_id} but the configured encoder is ${encoder.id}: run 'parallax train' again`,
+      );
+    }
+  }
+
+  private scoreAndRecord(
+    items: PreparedItem[],
+    loaded: LoadedDetectorSet,
+    encoder: ImageEncoder,
+    source: string,
+  ): ScanItem[] {
+    if (items.length === 0) return [];
+    const scores = loaded.set.score(items.map((i) => i.vector!));
+    const k = this.cfg.scan.neighbours;
+    const out: ScanItem[] = [];
+    this.store.transaction(() => {
+      items.forEach((item, i) => {
+        const s = scores[i];
+        const neighbours: Neighbour[] =
+          k > 0
+            ? loaded.index.search(item.vector!, k).map((h) => {
+                const m = loaded.members[h.index];
+                return { itemId: m.itemId, sha256: m.sha256, path: m.path, distance: round(h.distance, 6) };
+              })
+            : [];
+        const durationMs = performance.now() - item.started;
+        const signals = s.signals as Record<SignalName, SignalResult>;
+        const verdictId = this.store.recordVerdict({
+          itemId: item.itemId,
+          detectorSetId: loaded.row.id,
+          encoderId: encoder.id,
+          provider: encoder.provider,
+          engineVersion: ENGINE_VERSION,
+          risk: s.risk,
+          p: s.p,
+          decision: s.decision,
+          signals,
+          neighbours,
+          source,
+          path: item.path,
+          durationMs,
+        });
+        out.push({
+          path: item.path,
+          sha256: item.sha256,
+          modality: 'image',
+          decision: s.decision,
+          risk: s.risk,
+          p: s.p,
+          signals,
+          neighbours,
+          verdict_id: verdictId,
+          duration_ms: round(durationMs, 2),
+        });
+      });
+    });
+    return out;
+  }
+
+  // ---- ingest + encode pipeline -------------------------------------------------------------
+
+  /**
+   * Walks `paths`, decodes, embeds (reusing cached embeddings) and yields every item in
+   * order, errors included. Decoding of the next items overlaps with encoding of the
+   * current batch.
+   */
+  private async *embedAll(
+    paths: string[],
+    encoder: ImageEncoder,
+    source: string,
+    opts: { onProgress?: ProgressFn; signal?: AbortSignal },
+  ): AsyncGenerator<PreparedItem> {
+    const files: { path: string; error?: string }[] = [];
+    for await (const entry of walkMedia(paths)) files.push(entry);
+    const total = files.length;
+    const batchSize = this.cfg.embedding_model.batch_size;
+    let done = 0;
+    opts.onProgress?.({ stage: 'embed', done, total });
+    const prepared = mapOrdered(files, batchSize * 2, async (f): Promise<PreparedItem> => {
+      const started = performance.now();
+      if (f.error) return errorItem(f.path, started, f.error, 'unreadable');
+      return this.prepareFile(f.path, started, encoder, source);
+    });
+    let pending: PreparedItem[] = [];
+    const flush = async function* (this: Engine): AsyncGenerator<PreparedItem> {
+      const encoded = await this.encodePending(pending, encoder);
+      pending = [];
+      for (const item of encoded) {
+        done++;
+        opts.onProgress?.({ stage: 'embed', done, total, detail: item.path ?? undefined });
+        yield item;
+      }
+    };
+    for await (const item of prepared) {
+      if (opts.signal?.aborted) throw new CancelledError('embedding');
+      pending.push(item);
+      if (pending.filter((p) => p.pixels).length >= batchSize) yield* flush.call(this);
+    }
+    if (pending.length > 0) yield* flush.call(this);
+  }
+
+  private async prepareFile(file: string, started: number, encoder: ImageEncoder, source: string): Promise<PreparedItem> {
+    try {
+      const stat = await fs.promises.stat(file);
+      if (stat.size > this.limits.maxFileBytes) {
+        throw new IngestError(
+          'too_large',
+          `file is ${formatBytes(stat.size)}, over the ${formatBytes(this.limits.maxFileBytes)} limit`,
+        );
+      }
+      const bytes = await fs.promises.readFile(file);
+      return await this.prepareBytes(bytes, file, started, encoder, source);
+    } catch (err) {
+      return errorItem(file, started, describeError(err), errorCode(err));
+    }
+  }
+
+  private async prepareBytes(
+    bytes: Uint8Array,
+    name: string | null,
+    started: number,
+    encoder: ImageEncoder,
+    source: string,
+  ): Promise<PreparedItem> {
+    const label = name ?? '<bytes>';
+    try {
+      if (bytes.byteLength > this.limits.maxFileBytes) {
+        throw new IngestError(
+          'too_large',
+          `item is ${formatBytes(bytes.byteLength)}, over the ${formatBytes(this.limits.maxFileBytes)} limit`,
+        );
+      }
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      const known = this.store.itemBySha(sha256);
+      if (known && this.cfg.performance.cache_embeddings) {
+        const cached = this.store.cachedEmbedding(known.id, encoder.id, this.cacheTtlFor(known.id));
+        if (cached) {
+          this.store.upsertItem(
+            {
+              sha256,
+              modality: known.modality,
+              mime: known.mime,
+              width: known.width,
+              height: known.height,
+              bytes: known.bytes,
+              path: name,
+            },
+            source,
+          );
+          return { path: name, sha256, itemId: known.id, started, vector: cached };
+        }
+      }
+      const img = await decodeImage(bytes, this.limits);
+      const pixels = await resizeForEncoder(img, encoder.inputSize.width, encoder.inputSize.height);
+      const row = this.store.upsertItem(
+        { sha256, modality: 'image', mime: img.mime, width: img.width, height: img.height, bytes: img.bytes, path: name },
+        source,
+      );
+      return { path: name, sha256, itemId: row.id, started, pixels };
+    } catch (err) {
+      return errorItem(label, started, describeError(err), errorCode(err));
+    }
+  }
+
+  /** Baseline embeddings never expire (they are the baseline); scanned items honour the TTL. */
+  private cacheTtlFor(itemId: number): number {
+    const inBaseline = this.store.db.prepare('SELECT 1 FROM baseline_items WHERE item_id = ? LIMIT 1').get(itemId);
+    return inBaseline ? 0 : this.cfg.performance.cache_ttl_seconds;
+  }
+
+  private async encodePending(items: PreparedItem[], encoder: ImageEncoder): Promise<PreparedItem[]> {
+    const todo = items.filter((i) => i.pixels);
+    if (todo.length > 0) {
+      const size = encoder.inputSize.width * encoder.inputSize.height * 3;
+      const pixels = new Float32Array(size * todo.length);
+      todo.forEach((t, i) => pixels.set(t.pixels!, i * size));
+      try {
+        const vectors = await encoder.embedPixels(pixels, todo.length);
+        this.store.transaction(() => {
+          todo.forEach((t, i) => {
+            t.vector = vectors[i];
+            t.pixels = undefined;
+            if (this.cfg.performance.cache_embeddings) this.store.putEmbedding(t.itemId, encoder.id, vectors[i]);
+          });
+        });
+      } catch (err) {
+        // One failing batch must not sink the run: retry item by item to isolate the culprit.
+        for (const t of todo) {
+          try {
+            const [v] = await encoder.embedPixels(t.pixels!, 1);
+            t.vector = v;
+            if (this.cfg.performance.cache_embeddings) this.store.putEmbedding(t.itemId, encoder.id, v);
+          } catch (inner) {
+            t.error = { path: t.path ?? '<bytes>', reason: `encoder failed: ${describeError(inner)}`, code: 'encoder' };
+          }
+          t.pixels = undefined;
+        }
+        void err;
+      }
+    }
+    return items;
+  }
+
+  // ---- status ---------------------------------------------------------------------------------
+
+  engineInfo(baseline: string, encoder: ImageEncoder, row: DetectorSetRow | undefined): EngineInfo {
+    return {
+      version: ENGINE_VERSION,
+      encoder_id: encoder.id,
+      provider: encoder.provider,
+      provider_note: encoder.providerNote,
+      baseline,
+      detector_set: row ? { id: row.id, version: row.version, created_at: row.created_at } : null,
+    };
+  }
+
+  async status(opts: { baseline?: string; openEncoder?: boolean } = {}): Promise<StatusReport> {
+    const baselineName = opts.baseline ?? DEFAULT_BASELINE;
+    let encoder: StatusReport['encoder'];
+    if (opts.openEncoder ?? true) {
+      try {
+        const e = await this.encoder();
+        encoder = { id: e.id, dim: e.dim, provider: e.provider, provider_note: e.providerNote, error: null };
+      } catch (err) {
+        encoder = { id: null, dim: null, provider: null, provider_note: null, error: describeError(err) };
+      }
+    } else {
+      encoder = { id: null, dim: null, provider: null, provider_note: 'not opened', error: null };
+    }
+    const baselines = this.store.listBaselines().map((b) => {
+      const active = this.store.activeDetectorSet(b.id);
+      const ageDays = active ? (Date.now() - Date.parse(active.created_at)) / 86_400_000 : null;
+      return {
+        name: b.name,
+        items: b.n_items,
+        updated_at: b.updated_at,
+        detector_set: active
+          ? {
+              id: active.id,
+              version: active.version,
+              created_at: active.created_at,
+              n_items: active.n_items,
+              encoder_id: active.encoder_id,
+              age_days: round(ageDays!, 2),
+              stale: ageDays! > this.cfg.baseline.max_age_days,
+              encoder_matches: encoder.id ? encoder.id === active.encoder_id : null,
+              stats: JSON.parse(active.stats) as unknown,
+            }
+          : null,
+      };
+    });
+    return {
+      version: ENGINE_VERSION,
+      data_dir: this.dataDir,
+      database: this.store.file,
+      schema_version: this.store.schemaVersion,
+      config: path.join(this.dataDir, 'config.yaml'),
+      encoder,
+      baselines,
+      verdicts: this.store.countVerdicts(),
+      audit_chain_ok: this.store.verifyAudit() === null,
+      active_baseline: baselineName,
+      machine: machineInfo(),
+    };
+  }
+}
+
+export interface StatusReport {
+  version: string;
+  data_dir: string;
+  database: string;
+  schema_version: number;
+  config: string;
+  encoder: { id: string | null; dim: number | null; provider: string | null; provider_note: string | null; error: string | null };
+  baselines: {
+    name: string;
+    items: number;
+    updated_at: string;
+    detector_set: null | {
+      id: number;
+      version: number;
+      created_at: string;
+      n_items: number;
+      encoder_id: string;
+      age_days: number;
+      stale: boolean;
+      encoder_matches: boolean | null;
+      stats: unknown;
+    };
+  }[];
+  verdicts: Record<Decision, number>;
+  audit_chain_ok: boolean;
+  active_baseline: string;
+  machine: ReturnType<typeof machineInfo>;
+}
+
+async function* batches<T>(source: AsyncIterable<T>, size: number): AsyncGenerator<T[]> {
+  let batch: T[] = [];
+  for await (const item of source) {
+    batch.push(item);
+    if (batch.length >= size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+function errorItem(file: string, started: number, reason: string, code: string): PreparedItem {
+  return { path: file, sha256: '', itemId: -1, started, error: { path: file, reason, code } };
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 'no such file';
+    if (code === 'EACCES') return 'permission denied';
+    if (code === 'EISDIR') return 'is a directory';
+    return err.message;
+  }
+  return String(err);
+}
+
+function errorCode(err: unknown): string {
+  if (err instanceof IngestError) return err.code;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' ? code.toLowerCase() : 'error';
+}
+
+function formatBytes(n: number): string {
+  if (n >= 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  if (n >= 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${n} B`;
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+export function machineInfo() {
+  const cpus = os.cpus();
+  return {
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memory_gb: round(os.totalmem() / 1024 ** 3, 1),
+    node: process.version,
+  };
+}
