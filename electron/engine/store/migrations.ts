@@ -124,4 +124,45 @@ export const MIGRATIONS: readonly Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
     `,
   },
+  {
+    version: 2,
+    name: 'item features, triage state, jobs',
+    sql: `
+      -- Scalar per-item measurements that need the pixels, not just the embedding (for
+      -- example how far the embedding moves under feature squeezing), per encoder.
+      CREATE TABLE item_features (
+        item_id     INTEGER NOT NULL REFERENCES items(id),
+        encoder_id  TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        value       REAL NOT NULL,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (item_id, encoder_id, name)
+      );
+
+      -- Where each flagged item stands in the analysts' queue; a disposition on close keeps
+      -- false-positive rates real.
+      CREATE TABLE triage (
+        item_id      INTEGER PRIMARY KEY REFERENCES items(id),
+        state        TEXT NOT NULL DEFAULT 'new' CHECK (state IN ('new','triaged','closed')),
+        disposition  TEXT CHECK (disposition IS NULL OR disposition IN ('true_positive','false_positive','duplicate')),
+        reason       TEXT,
+        updated_at   TEXT NOT NULL,
+        updated_by   TEXT
+      );
+
+      -- Long work (baseline import, training, UMAP, red-team runs) with persisted progress.
+      CREATE TABLE jobs (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('queued','running','done','failed','cancelled')),
+        progress    REAL NOT NULL DEFAULT 0,
+        detail      TEXT,
+        params      TEXT NOT NULL DEFAULT '{}',
+        result      TEXT,
+        error       TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+      );
+    `,
+  },
 ];
