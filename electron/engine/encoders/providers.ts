@@ -75,7 +75,7 @@ export async function createSession(model: string | Uint8Array, device: EncoderD
 
   const skipped: string[] = [];
   for (const provider of AUTO_ORDER) {
-    const unavailable = whyUnavailable(provider) ?? autoFailures.get(provider);
+    const unavailable = whyUnavailable(provider) ?? missingGpuRuntime(provider) ?? autoFailures.get(provider);
     if (unavailable) {
       skipped.push(`${provider} ${unavailable}`);
       continue;
@@ -123,6 +123,39 @@ function whyUnavailable(provider: ExecutionProvider): string | undefined {
   // stderr; looking for the file first keeps 'auto' quiet on ordinary installs.
   if (!backend.bundled && !providerLibraryInstalled(provider)) return 'not installed (a separate onnxruntime-node download, skipped at install)';
   return undefined;
+}
+
+/**
+ * On Linux WebGPU runs through Vulkan: without the loader Dawn finds no adapter, after printing
+ * a native warning on stderr that nothing can suppress. 'auto' looks for the loader first, which
+ * keeps it quiet and tells the user what to install; an explicit 'webgpu' still tries.
+ */
+function missingGpuRuntime(provider: ExecutionProvider): string | undefined {
+  if (provider === 'webgpu' && process.platform === 'linux' && !findSharedLibrary('libvulkan.so.1')) {
+    return "unavailable (no Vulkan loader: install libvulkan1, a Vulkan driver and libglvnd's libegl1/libgl1)";
+  }
+  return undefined;
+}
+
+/** Whether the dynamic loader can find `name` in the usual library folders or LD_LIBRARY_PATH. */
+function findSharedLibrary(name: string): boolean {
+  const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`,
+    `/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`,
+    '/usr/lib64',
+    '/usr/lib',
+    '/lib64',
+    '/lib',
+    '/usr/local/lib',
+  ];
+  return dirs.some((dir) => {
+    try {
+      return readdirSync(dir).includes(name);
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** Whether onnxruntime-node's install script put this provider's library next to its binding. */
