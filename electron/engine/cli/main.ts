@@ -33,6 +33,8 @@ Usage:
   parallax config [--check FILE]                      print the effective configuration, or check a file
   parallax bench [--images DIR] [--limit N] [--json]  encoder and whole-scan throughput, latency, memory
   parallax demo                                       load the bundled demo set, train, and scan demo suspects
+  parallax mcp serve                                  MCP server (stdio): scan_media, get_verdict, list_flagged
+  parallax mcp guard [options] -- <server command>    MCP proxy that scans images and audio on their way to the model
 
 Global options:
   --data-dir DIR   data folder (default: $PARALLAX_HOME, else the per-user app data folder)
@@ -46,7 +48,19 @@ blocked); 20 something blocked.`;
 
 class UsageError extends Error {}
 
+/**
+ * Commands that parse their own flags (they pass arguments through to a child process, or
+ * have many options of their own). They get the arguments after the command name, with the
+ * global --data-dir and --config already resolved.
+ */
+type DelegatedCommand = (argv: string[], ctx: { dataDir: string; config?: ParallaxConfig }) => Promise<number>;
+const DELEGATED: Record<string, () => Promise<DelegatedCommand>> = {
+  mcp: async () => (await import('./mcp-command.js')).mcpCommand,
+};
+
 export async function main(argv: string[]): Promise<number> {
+  const delegated = DELEGATED[argv[0] ?? ''];
+  if (delegated) return runDelegated(await delegated(), argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -225,6 +239,40 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSigint);
     await engine?.close();
+  }
+}
+
+async function runDelegated(command: DelegatedCommand, argv: string[]): Promise<number> {
+  // Global flags are taken out before the command's own parser sees its arguments; anything
+  // after a bare `--` belongs to the command (for example the server the MCP guard starts).
+  const rest: string[] = [];
+  let dataDir: string | undefined;
+  let configFile: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--') {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    const [flag, inline] = arg.split(/=(.*)/s, 2) as [string, string | undefined];
+    if (flag === '--data-dir' || flag === '--config') {
+      const value = inline ?? argv[++i];
+      if (value === undefined) {
+        process.stderr.write(`parallax: ${flag} needs a value\n`);
+        return EXIT.usage;
+      }
+      if (flag === '--data-dir') dataDir = value;
+      else configFile = value;
+      continue;
+    }
+    rest.push(arg);
+  }
+  try {
+    const config = configFile ? parseConfig(readText(configFile), configFile) : undefined;
+    return await command(rest, { dataDir: dataDir ? path.resolve(dataDir) : defaultDataDir(), config });
+  } catch (err) {
+    process.stderr.write(`parallax: ${err instanceof Error ? err.message : String(err)}\n`);
+    return err instanceof ConfigError ? EXIT.usage : EXIT.fatal;
   }
 }
 
