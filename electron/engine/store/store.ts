@@ -189,7 +189,11 @@ export class Store {
     ).n;
   }
 
-  /** Baseline items with their embedding for one encoder, in a stable order (item id). */
+  /**
+   * Baseline items with their embedding for one encoder, ordered by sha256: content order, not
+   * insertion order (item ids follow decode completion in concurrent batches), so training on
+   * the same baseline is reproducible however its items arrived.
+   */
   baselineEmbeddings(
     baselineId: number,
     encoderId: string,
@@ -201,7 +205,7 @@ export class Store {
            JOIN items i ON i.id = bi.item_id
       LEFT JOIN embeddings e ON e.item_id = i.id AND e.encoder_id = ?
           WHERE bi.baseline_id = ?
-       ORDER BY i.id`,
+       ORDER BY i.sha256`,
       )
       .all(encoderId, baselineId) as { itemId: number; sha256: string; path: string | null; vector: Buffer | null }[];
     return rows.map((r) => ({ ...r, vector: r.vector ? blobToVector(r.vector) : null }));
