@@ -1,11 +1,15 @@
 // `parallax` command line. Standard output carries results (human text, or one JSON
 // document with --json); progress and diagnostics go to standard error.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, parseConfig, type ParallaxConfig } from '../../../shared/config.js';
+import { ConfigError, defaultConfigYaml, parseConfig, type ParallaxConfig } from '../../../shared/config.js';
 import { CancelledError } from '../concurrency.js';
 import { Engine, type ItemError, type ScanReport, type StatusReport } from '../engine.js';
+import { walkMedia } from '../ingest/walk.js';
+import { measureGuardLatency } from '../mcp/bench.js';
+import { demoDir } from '../paths.js';
 import { runBench } from './bench.js';
 import { defaultDataDir } from './data-dir.js';
 import { runDemo } from './demo.js';
@@ -200,14 +204,17 @@ export async function main(argv: string[]): Promise<number> {
         return EXIT.ok;
       }
       case 'bench': {
-        const result = await runBench({
+        const log = (line: string) => {
+          if (!values.quiet) process.stderr.write(`${line}\n`);
+        };
+        const config = values.config ? parseConfig(readText(values.config), values.config) : undefined;
+        const bench = await runBench({
           images: values.images,
           limit: values.limit ? parsePositiveInt(values.limit, '--limit') : undefined,
-          config: values.config ? parseConfig(readText(values.config), values.config) : undefined,
-          log: (line) => {
-            if (!values.quiet) process.stderr.write(`${line}\n`);
-          },
+          config,
+          log,
         });
+        const result = { ...bench, mcp_guard: await benchGuard(values.images, log) };
         if (values.json) printJson(result);
         else process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
         return EXIT.ok;
@@ -273,6 +280,37 @@ async function runDelegated(command: DelegatedCommand, argv: string[]): Promise<
   } catch (err) {
     process.stderr.write(`parallax: ${err instanceof Error ? err.message : String(err)}\n`);
     return err instanceof ConfigError ? EXIT.usage : EXIT.fatal;
+  }
+}
+
+/**
+ * What the MCP guard adds per image: the same tool call straight to a small MCP server and
+ * through `parallax mcp guard`, on images the guard's baseline has not seen.
+ */
+async function benchGuard(images: string | undefined, log: (line: string) => void) {
+  const files: string[] = [];
+  for await (const f of walkMedia([path.resolve(images ?? path.join(demoDir(), 'baseline'))])) if (!f.error) files.push(f.path);
+  const baseline = files.slice(0, 150);
+  const probes = files.slice(0, 20);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parallax-bench-guard-'));
+  try {
+    log(`bench: MCP guard latency on ${probes.length} images (baseline of ${baseline.length})`);
+    const engine = await Engine.open({ dataDir });
+    try {
+      await engine.addToBaseline(baseline);
+      await engine.train();
+    } finally {
+      await engine.close();
+    }
+    // The guard reads this folder's config.yaml: with the embedding cache off, every probe is
+    // decoded and encoded for real even though it is also a baseline item.
+    fs.writeFileSync(
+      path.join(dataDir, 'config.yaml'),
+      defaultConfigYaml().replace('cache_embeddings: true', 'cache_embeddings: false'),
+    );
+    return { images: probes.length, ...(await measureGuardLatency({ dataDir, images: probes })) };
+  } finally {
+    fs.rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
