@@ -235,17 +235,29 @@ export function logMelFeatures(clip: Float32Array): Float32Array {
   const bandMean = new Float64Array(MEL);
   const bandStd = new Float64Array(MEL);
   const deltaStd = new Float64Array(MEL);
+  // Written as plain loops over Float64Arrays on purpose. An earlier form (a closure `at`
+  // created per frame inside this loop to clamp the delta indices, and meanStd called on both the
+  // Float32Array mel rows and Float64Arrays) was miscompiled by V8 11.3 (Node 20) when TurboFan's
+  // concurrent OSR compile of this function landed late, as it does on a loaded machine: every
+  // entry of the three 64-band groups came out NaN, for the rest of the process. Same values
+  // (float32 → float64 is exact), no closure, one array type for meanStd.
+  const row = new Float64Array(T);
   const delta = new Float64Array(T);
+  const last = T - 1;
   let grand = 0;
   for (let m = 0; m < MEL; m++) {
-    const row = a.logMel.subarray(m * T, (m + 1) * T);
+    const base = m * T;
+    for (let t = 0; t < T; t++) row[t] = a.logMel[base + t];
     const [mu, sd] = meanStd(row);
     bandMean[m] = mu;
     bandStd[m] = sd;
     grand += mu / MEL;
     for (let t = 0; t < T; t++) {
-      const at = (i: number) => row[Math.min(T - 1, Math.max(0, i))];
-      delta[t] = (at(t + 1) - at(t - 1) + 2 * (at(t + 2) - at(t - 2))) / 10;
+      const next1 = row[t + 1 > last ? last : t + 1];
+      const next2 = row[t + 2 > last ? last : t + 2];
+      const prev1 = row[t - 1 < 0 ? 0 : t - 1];
+      const prev2 = row[t - 2 < 0 ? 0 : t - 2];
+      delta[t] = (next1 - prev1 + 2 * (next2 - prev2)) / 10;
     }
     deltaStd[m] = meanStd(delta)[1];
   }
@@ -279,13 +291,18 @@ export function logMelFeatures(clip: Float32Array): Float32Array {
   return out;
 }
 
-function meanStd(v: ArrayLike<number>): [number, number] {
+function meanStd(v: Float64Array): [number, number] {
   let s = 0;
   for (let i = 0; i < v.length; i++) s += v[i];
   const mu = s / v.length;
   let q = 0;
   for (let i = 0; i < v.length; i++) q += (v[i] - mu) ** 2;
   return [mu, Math.sqrt(q / v.length)];
+}
+
+function firstNonFinite(v: Float32Array): number {
+  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) return i;
+  return -1;
 }
 
 function l2(v: Float32Array): Float32Array {
@@ -306,11 +323,21 @@ export class LogMelEncoder implements AudioEncoder {
   async embedAudio(clips: readonly Float32Array[]): Promise<Float32Array[]> {
     const out: Float32Array[] = [];
     for (const [i, clip] of clips.entries()) {
+      let v: Float32Array;
       try {
-        out.push(l2(logMelFeatures(clip)));
+        v = l2(logMelFeatures(clip));
       } catch (err) {
         throw new RangeError(`encoder ${this.id}: clip ${i}: ${(err as Error).message}`, { cause: err });
       }
+      // The input is checked for NaN/Inf (analyseLogMel), so a non-finite entry here means the
+      // feature maths went wrong: refuse it rather than hand NaN to the detectors.
+      const bad = firstNonFinite(v);
+      if (bad >= 0) {
+        throw new RangeError(
+          `encoder ${this.id}: clip ${i} (${clip.length} samples): the embedding has a non-finite value (${v[bad]} at entry ${bad}); refusing to return it`,
+        );
+      }
+      out.push(v);
       // A long batch is CPU-bound JavaScript: let timers and I/O in between clips.
       if (i % 8 === 7) await new Promise((r) => setImmediate(r));
     }
