@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, defaultConfigYaml, parseConfig, type ParallaxConfig } from '../../../shared/config.js';
+import { ConfigError, defaultConfig, defaultConfigYaml, parseConfig, type ParallaxConfig } from '../../../shared/config.js';
 import { CancelledError } from '../concurrency.js';
 import { Engine, type ItemError, type ScanReport, type StatusReport } from '../engine.js';
 import { walkMedia } from '../ingest/walk.js';
@@ -38,6 +38,8 @@ Usage:
   parallax bench [--images DIR] [--limit N] [--json]  encoder and whole-scan throughput, latency, memory
   parallax demo                                       load the bundled demo set, train, and scan demo suspects
   parallax mcp serve                                  MCP server (stdio): scan_media, get_verdict, list_flagged
+  parallax redteam <images...> --attack NAME --eps E --out DIR [--target FILE]
+                                                      attacked images + manifest against the active encoder
   parallax mcp guard [options] -- <server command>    MCP proxy that scans images and audio on their way to the model
 
 Global options:
@@ -60,7 +62,17 @@ class UsageError extends Error {}
 type DelegatedCommand = (argv: string[], ctx: { dataDir: string; config?: ParallaxConfig }) => Promise<number>;
 const DELEGATED: Record<string, () => Promise<DelegatedCommand>> = {
   mcp: async () => (await import('./mcp-command.js')).mcpCommand,
+  redteam: async () => {
+    const { redteamCommand } = await import('./redteam-command.js');
+    return (argv, ctx) => redteamCommand(argv, { dataDir: ctx.dataDir, config: ctx.config ?? dataDirConfig(ctx.dataDir) });
+  },
 };
+
+/** The data folder's config.yaml, or the defaults where there is none yet. */
+function dataDirConfig(dataDir: string): ParallaxConfig {
+  const file = path.join(dataDir, 'config.yaml');
+  return fs.existsSync(file) ? parseConfig(readText(file), file) : defaultConfig();
+}
 
 export async function main(argv: string[]): Promise<number> {
   const delegated = DELEGATED[argv[0] ?? ''];
