@@ -98,3 +98,25 @@ test('verdict decisions are constrained by the schema', () => {
   assert.deepEqual(s.countVerdicts(), { allow: 1, review: 0, block: 0 });
   s.close();
 });
+
+test('two processes appending to the audit log concurrently keep one unbroken chain', async () => {
+  const file = tempDb();
+  Store.open(file).close();
+  const { spawn } = await import('node:child_process');
+  const storeModule = new URL('../electron/engine/store/store.js', import.meta.url).href;
+  const script = `const { Store } = await import(${JSON.stringify(storeModule)});
+    const s = Store.open(${JSON.stringify(file)});
+    for (let i = 0; i < 300; i++) s.audit(process.argv[1], 'test.append', null, { i });
+    s.close();`;
+  const run = (who: string) =>
+    new Promise<number>((resolve, reject) => {
+      const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', script, who], { stdio: 'inherit' });
+      child.on('error', reject);
+      child.on('close', (code) => resolve(code ?? -1));
+    });
+  assert.deepEqual(await Promise.all([run('a'), run('b')]), [0, 0]);
+  const s = Store.open(file);
+  assert.equal((s.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'test.append'").get() as { n: number }).n, 600);
+  assert.equal(s.verifyAudit(), null);
+  s.close();
+});

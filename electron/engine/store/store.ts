@@ -392,18 +392,26 @@ export class Store {
   // ---- audit ----------------------------------------------------------------------------------
 
   audit(actor: string, action: string, subject: string | null, details: unknown): void {
-    const prev = this.db.prepare('SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1').get() as
-      | { hash: string }
-      | undefined;
-    const at = isoNow();
-    const detailsJson = JSON.stringify(details ?? {});
-    const prevHash = prev?.hash ?? GENESIS;
-    const hash = auditHash(prevHash, at, actor, action, subject, detailsJson);
-    this.db
-      .prepare(
-        'INSERT INTO audit_log (at, actor, action, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(at, actor, action, subject, detailsJson, prevHash, hash);
+    const append = () => {
+      const prev = this.db.prepare('SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1').get() as
+        | { hash: string }
+        | undefined;
+      const at = isoNow();
+      const detailsJson = JSON.stringify(details ?? {});
+      const prevHash = prev?.hash ?? GENESIS;
+      const hash = auditHash(prevHash, at, actor, action, subject, detailsJson);
+      this.db
+        .prepare(
+          'INSERT INTO audit_log (at, actor, action, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(at, actor, action, subject, detailsJson, prevHash, hash);
+    };
+    // Read-then-append must not interleave with another process's append (the MCP guard and
+    // the CLI share a database), or two rows would chain to the same predecessor and the log
+    // would look tampered with. An IMMEDIATE transaction takes the write lock before the read.
+    // Inside a caller's transaction, SQLite refuses a stale write instead (BUSY_SNAPSHOT).
+    if (this.db.inTransaction) append();
+    else this.db.transaction(append).immediate();
   }
 
   auditLog(limit = 100): AuditRow[] {
