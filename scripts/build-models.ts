@@ -7,8 +7,12 @@ import path from 'node:path';
 import { ensureBuiltModel } from '../electron/engine/encoders/build.js';
 import { defaultModelDir, modelDescriptorDir, packageRoot } from '../electron/engine/encoders/paths.js';
 
-/** Descriptors built at install, by artifact name (models/<name>.model.json). */
-const TARGETS = ['mobilenet_v2_backbone'];
+/**
+ * Descriptors built at install, by artifact name (models/<name>.model.json): the default
+ * encoder, and the second, architecturally different one the cross-encoder signal compares
+ * it with (and whose neighbours the squeeze signal uses as look-alikes).
+ */
+const TARGETS = ['mobilenet_v2_backbone', 'inception_v3_backbone'];
 
 async function main(): Promise<void> {
   const force = process.argv.includes('--force');

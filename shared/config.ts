@@ -18,6 +18,16 @@ const method = <T extends z.ZodRawShape>(shape: T, defaults: { weight: number })
     })
     .strict();
 
+/** An expensive (extra forward passes) signal: run always, only when the cheap tier is inconclusive, or never. */
+const expensive = <T extends z.ZodRawShape>(shape: T, defaults: { mode: 'always' | 'when_inconclusive' | 'off'; weight: number }) =>
+  z
+    .object({
+      mode: z.enum(['always', 'when_inconclusive', 'off']).default(defaults.mode),
+      weight: z.number().min(0).max(100).default(defaults.weight),
+      ...shape,
+    })
+    .strict();
+
 export const configSchema = z
   .object({
     embedding_anomaly_detection: z
@@ -56,9 +66,53 @@ export const configSchema = z
             knn: method({ k: positiveInt.max(1000).default(5) }, { weight: 1.5 }).prefault({}),
             mahalanobis: method({ components: positiveInt.max(4096).default(64) }, { weight: 1 }).prefault({}),
             cluster: method({ n_clusters: positiveInt.max(1000).default(8) }, { weight: 0.5 }).prefault({}),
+            /** Local intrinsic dimensionality of the k nearest baseline distances (Ma et al. 2018). */
+            lid: method({ k: positiveInt.min(2).max(1000).default(20) }, { weight: 1 }).prefault({}),
+            /** Feature squeezing (Xu et al. 2018): how far the embedding moves when the pixels are squeezed. */
+            transformation_consistency: expensive(
+              {
+                /** Which squeezers run; each costs one forward pass of the encoder per item. */
+                squeezers: z
+                  .array(z.enum(['bit_depth', 'median', 'jpeg', 'resize']))
+                  .min(1)
+                  .refine((a) => new Set(a).size === a.length, { message: 'each squeezer at most once' })
+                  .default(['median', 'jpeg', 'resize']),
+                bit_depth: z.number().int().min(1).max(8).default(5),
+                median_size: z.number().int().min(2).max(7).default(2),
+                jpeg_quality: z.number().int().min(1).max(100).default(75),
+                resize_factor: z.number().gt(0).lt(1).default(0.75),
+                /** Look-alike baseline items whose displacement an item's is compared with. */
+                k: positiveInt.max(1000).default(20),
+              },
+              { mode: 'always', weight: 1 },
+            ).prefault({}),
+            /** Agreement of the item's baseline neighbours under a second, architecturally different encoder. */
+            cross_encoder: expensive(
+              {
+                model: z.enum(['inception_v3']).default('inception_v3'),
+                k: positiveInt.max(1000).default(10),
+              },
+              { mode: 'always', weight: 1 },
+            ).prefault({}),
           })
           .strict()
           .prefault({}),
+        fusion: z
+          .object({
+            /** How per-signal p-values become one statistic before it is calibrated (see shared/detectors/fusion.ts). */
+            method: z.enum(['omnibus', 'cauchy', 'fisher']).default('omnibus'),
+          })
+          .strict()
+          .prefault({}),
+        tiering: z
+          .object({
+            /** A `when_inconclusive` signal runs when the cheap tier's fused risk r has low <= r < high. */
+            inconclusive_low: unit.default(0.1),
+            inconclusive_high: unit.default(0.7),
+          })
+          .strict()
+          .prefault({})
+          .refine((t) => t.inconclusive_low <= t.inconclusive_high, { message: 'inconclusive_low must not exceed inconclusive_high' }),
         thresholds: z
           .object({ block: unit.default(0.7), review: unit.default(0.4) })
           .strict()
@@ -162,6 +216,25 @@ embedding_anomaly_detection:
     knn: { enabled: true, weight: 1.5, k: 5 }
     mahalanobis: { enabled: true, weight: 1, components: 64 }
     cluster: { enabled: true, weight: 0.5, n_clusters: 8 }
+    lid: { enabled: true, weight: 1, k: 20 }
+    # Expensive signals: mode always | when_inconclusive | off (see tiering). Both default to
+    # always: attacks that land on the photo manifold look MORE typical than clean photos to
+    # the cheap tier, so gating on it skips exactly them (README, Tiers).
+    transformation_consistency:
+      mode: always
+      weight: 1
+      squeezers: [median, jpeg, resize]   # also: bit_depth (measured to hurt on photos, see README)
+      bit_depth: 5
+      median_size: 2
+      jpeg_quality: 75
+      resize_factor: 0.75
+      k: 20                   # compared with the squeeze displacement of its 20 nearest look-alikes
+    cross_encoder: { mode: always, weight: 1, model: inception_v3, k: 10 }
+  fusion:
+    method: omnibus           # omnibus | cauchy | fisher (see README, Fusion)
+  tiering:
+    inconclusive_low: 0.1     # when_inconclusive signals run when low <= cheap-tier risk < high
+    inconclusive_high: 0.7
   thresholds:
     block: 0.7                # fused risk >= 0.7: block (about 1 in 630 legitimate items)
     review: 0.4               # fused risk >= 0.4: review (about 1 in 40 legitimate items)

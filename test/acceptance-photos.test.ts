@@ -47,9 +47,17 @@ test('unseen photos: block <= 1%, review <= 5%; unusual-but-legitimate rates rep
     const rate = (d: 'block' | 'review') => clean.summary[d] / n;
     const odd = await engine.scan([unusual]);
     const m = odd.items.length;
+    const ranShare = (items: { tier?: { ran: string[] } }[], name: string) =>
+      items.filter((i) => i.tier?.ran.includes(name)).length / Math.max(1, items.length);
     const result = {
       baseline: added.total,
       train_seconds: Math.round(trained.seconds * 10) / 10,
+      expensive_signals: (trained.stats as { expensive?: unknown }).expensive ?? null,
+      // Share of scanned items for which each expensive signal ran under the default tiers.
+      ran: {
+        unseen_photos: { squeeze: ranShare(clean.items, 'squeeze'), cross_encoder: ranShare(clean.items, 'cross_encoder') },
+        unusual_legitimate: { squeeze: ranShare(odd.items, 'squeeze'), cross_encoder: ranShare(odd.items, 'cross_encoder') },
+      },
       unseen_photos: { n, block_rate: rate('block'), review_rate: rate('review'), summary: clean.summary },
       unusual_legitimate: {
         n: m,

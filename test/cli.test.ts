@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { before, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { SIGNAL_NAMES } from '../shared/types.js';
+import { DETECTION_SIGNALS } from '../shared/detectors/signals.js';
 import { runCli } from './helpers/cli.js';
 import { repoRoot } from './helpers/repo-root.js';
 import { makeBrokenFolder } from './fixtures/make-fixtures.js';
@@ -48,7 +48,7 @@ test('scan --json: one document with items (signals, neighbours) and errors', as
     assert.equal(item.modality, 'image');
     assert.ok(['allow', 'review', 'block'].includes(item.decision));
     assert.ok(item.risk >= 0 && item.risk <= 1);
-    assert.deepEqual(Object.keys(item.signals).sort(), [...SIGNAL_NAMES].sort());
+    assert.deepEqual(Object.keys(item.signals).sort(), [...DETECTION_SIGNALS].sort());
     for (const s of Object.values(item.signals)) {
       assert.ok(Number.isFinite(s.raw) && s.risk >= 0 && s.risk <= 1 && s.weight >= 0);
     }
@@ -83,7 +83,7 @@ test('every verdict records the encoder, provider, detector set and engine versi
     assert.equal(r.provider, 'cpu');
     assert.ok(r.detector_set_id > 0);
     assert.match(r.engine_version, /^\d+\.\d+\.\d+/);
-    assert.equal(Object.keys(JSON.parse(r.signals)).length, SIGNAL_NAMES.length);
+    assert.equal(Object.keys(JSON.parse(r.signals)).length, DETECTION_SIGNALS.length);
   }
 });
 

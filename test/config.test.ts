@@ -86,3 +86,48 @@ test('data folder: PARALLAX_HOME wins, else the per-user app data folder of each
   assert.match(defaultDataDir({}, 'darwin'), /Library\/Application Support\/Parallax$/);
   assert.match(defaultDataDir({ APPDATA: 'C:\\Users\\u\\AppData\\Roaming' }, 'win32'), /Parallax$/);
 });
+
+test('attack-aware signals, fusion and tiers: documented defaults, validated like the rest', () => {
+  const c = defaultConfig().embedding_anomaly_detection;
+  assert.deepEqual(c.detection_methods.lid, { enabled: true, weight: 1, k: 20 });
+  assert.deepEqual(c.detection_methods.transformation_consistency, {
+    mode: 'always', weight: 1, squeezers: ['median', 'jpeg', 'resize'], bit_depth: 5, median_size: 2, jpeg_quality: 75, resize_factor: 0.75, k: 20,
+  });
+  assert.deepEqual(c.detection_methods.cross_encoder, { mode: 'always', weight: 1, model: 'inception_v3', k: 10 });
+  assert.deepEqual(c.fusion, { method: 'omnibus' });
+  assert.deepEqual(c.tiering, { inconclusive_low: 0.1, inconclusive_high: 0.7 });
+  const ok = parseConfig(`
+embedding_anomaly_detection:
+  detection_methods:
+    transformation_consistency: { mode: when_inconclusive, squeezers: [bit_depth, jpeg] }
+    cross_encoder: { mode: 'off' }
+  fusion: { method: fisher }
+  tiering: { inconclusive_low: 0, inconclusive_high: 0.7 }
+`, 'tiers.yaml').embedding_anomaly_detection;
+  assert.equal(ok.detection_methods.transformation_consistency.mode, 'when_inconclusive');
+  assert.deepEqual(ok.detection_methods.transformation_consistency.squeezers, ['bit_depth', 'jpeg']);
+  assert.equal(ok.detection_methods.cross_encoder.mode, 'off');
+  assert.equal(ok.fusion.method, 'fisher');
+  const bad = `
+embedding_anomaly_detection:
+  detection_methods:
+    transformation_consistency: { mode: sometimes, squeezers: [median, median], resize_factor: 1 }
+    cross_encoder: { model: resnet }
+  fusion: { method: mean }
+  tiering: { inconclusive_low: 0.8, inconclusive_high: 0.2 }
+`;
+  assert.throws(
+    () => parseConfig(bad, 'bad-tiers.yaml'),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const m = err.message;
+      assert.match(m, /'embedding_anomaly_detection\.detection_methods\.transformation_consistency\.mode'/);
+      assert.match(m, /'embedding_anomaly_detection\.detection_methods\.transformation_consistency\.squeezers': each squeezer at most once/);
+      assert.match(m, /'embedding_anomaly_detection\.detection_methods\.transformation_consistency\.resize_factor'/);
+      assert.match(m, /'embedding_anomaly_detection\.detection_methods\.cross_encoder\.model'/);
+      assert.match(m, /'embedding_anomaly_detection\.fusion\.method'/);
+      assert.match(m, /inconclusive_low must not exceed inconclusive_high/);
+      return true;
+    },
+  );
+});

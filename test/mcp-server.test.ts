@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { SIGNAL_NAMES } from '../shared/types.js';
+import { DETECTION_SIGNALS } from '../shared/detectors/signals.js';
 import { b64, childEnv, connect, mcpEntry, nodeArgs, prepare, type Connected, type Prepared } from './fixtures/mcp-harness.js';
 
 type Text = { type: 'text'; text: string };
@@ -61,7 +61,7 @@ test('scan_media by path: a held-out photo is allowed, with signals, neighbours 
   assert.equal(v.path, prep.media.clean);
   assert.equal(v.source, 'mcp');
   assert.ok(v.risk >= 0 && v.risk <= 1);
-  assert.deepEqual(Object.keys(v.signals).sort(), [...SIGNAL_NAMES].sort());
+  assert.deepEqual(Object.keys(v.signals).sort(), [...DETECTION_SIGNALS].sort());
   assert.equal(v.neighbours.length, 5);
   assert.match(r.content[0].text, /^allow — risk \d\.\d\d; top signals: .*; sha256 [0-9a-f]{64}/);
 });

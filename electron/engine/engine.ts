@@ -11,14 +11,22 @@ import {
   detectorSetFromJSON,
   trainDetectorSet,
   type DetectorSet,
+  type ItemFeatures,
+  type ScoreOptions,
+  type TierReport,
   type TrainOptions,
 } from '../../shared/detectors/detector-set.js';
+import type { ExpensiveSignalName, TierMode } from '../../shared/detectors/signals.js';
 import { BruteForceIndex } from '../../shared/math/vector-index.js';
-import type { Decision, Modality, Neighbour, SignalName, SignalResult } from '../../shared/types.js';
+import type { Decision, Modality, Neighbour, SignalResult } from '../../shared/types.js';
 import { CancelledError, mapOrdered, throwIfAborted } from './concurrency.js';
-import { openImageEncoder, type ImageEncoder } from './encoders/index.js';
+import { openBackboneEncoder, openImageEncoder, type ImageEncoder } from './encoders/index.js';
+import { manifestPathFor, readModelManifest } from './encoders/manifest.js';
+import { defaultModelDir } from './encoders/paths.js';
 import { decodeImage, IngestError, resizeForEncoder, type IngestLimits } from './ingest/image.js';
 import { walkMedia } from './ingest/walk.js';
+import { ExpensiveMeasurer, type MeasureItem, type MeasureNeeds } from './signals/measure.js';
+import { checkSqueezeParams, type SqueezeParams } from './signals/squeeze.js';
 import { Store, type DetectorSetRow } from './store/store.js';
 import { ENGINE_VERSION } from './version.js';
 
@@ -39,11 +47,23 @@ export interface ScanItem {
   decision: Decision;
   risk: number;
   p: number;
+  /** The signals in the decision; an expensive signal appears only when it ran (see `tier`). */
   signals: Record<string, SignalResult>;
   neighbours: Neighbour[];
   verdict_id: number;
   duration_ms: number;
+  // Optional only so that ScanItems built elsewhere (mocks, older records) still type-check;
+  // the engine always fills them.
+  /** The mitigation's reference fusion (0.6·IF + 0.3·kNN risk + 0.1·IF flag), for comparison. */
+  reference?: number | null;
+  /** Which tiers ran, which expensive signals did not and why, and the calibration used. */
+  tier?: TierReport;
+  /** Only with `allSignals`: every trained signal, including those the policy left out of the decision. */
+  all_signals?: Record<string, SignalResult>;
 }
+
+/** Secondary encoders for the cross-encoder signal: config name → built artifact. */
+const CROSS_ENCODER_ARTIFACTS: Record<string, string> = { inception_v3: 'inception_v3_backbone' };
 
 export interface ScanReport {
   engine: EngineInfo;
@@ -90,7 +110,12 @@ interface PreparedItem {
   itemId: number;
   started: number;
   vector?: Float32Array;
+  /** Primary encoder input; kept after encoding while the squeeze signal may need it. */
   pixels?: Float32Array;
+  /** Secondary (cross-encoder) input, made while the image is decoded anyway. */
+  pixels2?: Float32Array;
+  /** Original bytes of an in-memory item, so an expensive signal can decode it again. */
+  bytes?: Uint8Array;
   error?: ItemError;
 }
 
@@ -99,6 +124,13 @@ interface LoadedDetectorSet {
   set: DetectorSet;
   members: { itemId: number; sha256: string; path: string | null }[];
   index: BruteForceIndex;
+  expensive: StoredExpensive;
+}
+
+/** How the set's expensive signals were measured, so scans measure new items the same way. */
+interface StoredExpensive {
+  squeeze: SqueezeParams | null;
+  crossEncoder: { model: string; encoderId: string } | null;
 }
 
 /** What is stored in detector_sets.state (gzip of this JSON). */
@@ -106,10 +138,25 @@ interface StoredDetectorSet {
   format: 'parallax.detector-set/1';
   members: { itemId: number; sha256: string; path: string | null }[];
   set: unknown;
+  /** Absent in sets stored before the expensive signals existed. */
+  expensive?: StoredExpensive;
+}
+
+export interface ScanOptions {
+  baseline?: string;
+  source?: string;
+  onProgress?: ProgressFn;
+  signal?: AbortSignal;
+  /** Per expensive signal, a mode overriding the configuration for this scan (bench, experiments). */
+  tiers?: Partial<Record<ExpensiveSignalName, TierMode>>;
+  /** Measure every expensive signal for every item and report them all in `all_signals` (eval). */
+  allSignals?: boolean;
 }
 
 export class Engine {
   private encoderPromise: Promise<ImageEncoder> | null = null;
+  private secondaryPromise: Promise<ImageEncoder> | null = null;
+  private secondarySizeCache: { width: number; height: number } | null | undefined = undefined;
   private loaded: LoadedDetectorSet | null = null;
 
   private constructor(
@@ -162,12 +209,91 @@ export class Engine {
     return this.encoderPromise;
   }
 
+  /** The cross-encoder signal's secondary encoder, opened on first use (it is ~90 MB). */
+  secondaryEncoder(): Promise<ImageEncoder> {
+    if (!this.secondaryPromise) {
+      const c = this.cfg.detection_methods.cross_encoder;
+      const m = this.cfg.embedding_model;
+      const artifact = CROSS_ENCODER_ARTIFACTS[c.model];
+      this.secondaryPromise = artifact
+        ? openBackboneEncoder(artifact, { device: m.device, batchSize: Math.min(m.batch_size, 16), threads: m.threads, modelDir: this.modelDir })
+        : Promise.reject(new Error(`cross encoder ${c.model} is not available (available: ${Object.keys(CROSS_ENCODER_ARTIFACTS).join(', ')})`));
+      this.secondaryPromise.catch(() => {
+        this.secondaryPromise = null;
+      });
+    }
+    return this.secondaryPromise;
+  }
+
   async close(): Promise<void> {
-    if (this.encoderPromise) {
-      const enc = await this.encoderPromise.catch(() => null);
+    for (const promise of [this.encoderPromise, this.secondaryPromise]) {
+      if (!promise) continue;
+      const enc = await promise.catch(() => null);
       await enc?.close();
     }
     this.store.close();
+  }
+
+  // ---- expensive signals ------------------------------------------------------------------------
+
+  /** Squeezer parameters from the configuration, or null when the signal is off. */
+  private configuredSqueeze(): SqueezeParams | null {
+    const t = this.cfg.detection_methods.transformation_consistency;
+    if (t.mode === 'off') return null;
+    return checkSqueezeParams({
+      squeezers: [...t.squeezers],
+      bitDepth: t.bit_depth,
+      medianSize: t.median_size,
+      jpegQuality: t.jpeg_quality,
+      resizeFactor: t.resize_factor,
+    });
+  }
+
+  private crossEncoderEnabled(): boolean {
+    return this.cfg.detection_methods.cross_encoder.mode !== 'off';
+  }
+
+  /** Input size of the secondary encoder, from its manifest (no session needed). */
+  private secondaryInputSize(): { width: number; height: number } | null {
+    if (!this.crossEncoderEnabled()) return null;
+    if (this.secondarySizeCache !== undefined) return this.secondarySizeCache;
+    const artifact = CROSS_ENCODER_ARTIFACTS[this.cfg.detection_methods.cross_encoder.model];
+    try {
+      const [width, height] = readModelManifest(manifestPathFor(this.modelDir ?? defaultModelDir(), artifact)).input.preprocessing.size;
+      this.secondarySizeCache = { width, height };
+    } catch {
+      this.secondarySizeCache = null;
+    }
+    return this.secondarySizeCache;
+  }
+
+  private measurer(squeeze: SqueezeParams | null, cross: boolean): ExpensiveMeasurer {
+    return new ExpensiveMeasurer(this.store, {
+      squeeze,
+      secondary: cross ? () => this.secondaryEncoder() : null,
+      limits: this.limits,
+      persist: this.cfg.performance.cache_embeddings,
+    });
+  }
+
+  /**
+   * Measures (or finds stored) every enabled expensive feature of baseline items. One that
+   * fails here is measured again at train time, or left out of that signal's calibration.
+   */
+  private async measureBaselineItems(items: PreparedItem[], encoder: ImageEncoder): Promise<void> {
+    const squeeze = this.configuredSqueeze();
+    const cross = this.crossEncoderEnabled();
+    const good = items.filter((i) => !i.error && i.vector);
+    if ((!squeeze && !cross) || good.length === 0) return;
+    await this.measurer(squeeze, cross).measure(
+      good.map(toMeasureItem),
+      good.map(() => ({ squeeze: !!squeeze, secondary: cross })),
+      encoder,
+    );
+    for (const item of good) {
+      item.pixels = undefined;
+      item.pixels2 = undefined;
+    }
   }
 
   // ---- baseline -------------------------------------------------------------------------------
@@ -180,13 +306,17 @@ export class Engine {
     const baselineId = this.store.ensureBaseline(baseline);
     const encoder = await this.encoder();
     const report: BaselineAddReport = { baseline, added: 0, already_present: 0, total: 0, errors: [] };
-    for await (const item of this.embedAll(paths, encoder, 'baseline', opts)) {
-      if (item.error) {
-        report.errors.push(item.error);
-        continue;
+    for await (const batch of batches(this.embedAll(paths, encoder, 'baseline', opts), 64)) {
+      for (const item of batch) {
+        if (item.error) {
+          report.errors.push(item.error);
+          continue;
+        }
+        if (this.store.addToBaseline(baselineId, item.itemId)) report.added++;
+        else report.already_present++;
       }
-      if (this.store.addToBaseline(baselineId, item.itemId)) report.added++;
-      else report.already_present++;
+      // Measured now, while the pixels are at hand, so that training never decodes the baseline.
+      await this.measureBaselineItems(batch, encoder);
     }
     report.total = this.store.baselineSize(baselineId);
     this.store.audit('cli', 'baseline.add', baseline, {
@@ -220,16 +350,26 @@ export class Engine {
     }
     const skipped = rows.length - vectors.length;
     const started = performance.now();
+    const expensive = await this.baselineFeatures(members, vectors, encoder, opts);
     const set = trainDetectorSet(vectors, {
       ...this.trainOptions(encoder.id),
+      ...expensive.options,
       onProgress: (stage: string, fraction: number) =>
         opts.onProgress?.({ stage: `train: ${stage}`, done: Math.round(fraction * 1000), total: 1000 }),
       shouldCancel: () => opts.signal?.aborted ?? false,
     });
     throwIfAborted(opts.signal, 'training');
     const seconds = (performance.now() - started) / 1000;
-    const stored: StoredDetectorSet = { format: 'parallax.detector-set/1', members, set: set.toJSON() };
-    const stats = { ...set.stats, skipped_without_embedding: skipped, train_seconds: seconds };
+    const stored: StoredDetectorSet = {
+      format: 'parallax.detector-set/1',
+      members,
+      set: set.toJSON(),
+      expensive: {
+        squeeze: set.squeezeModel ? expensive.squeeze : null,
+        crossEncoder: set.crossEncoder ? { model: this.cfg.detection_methods.cross_encoder.model, encoderId: set.crossEncoder.secondaryEncoderId } : null,
+      },
+    };
+    const stats = { ...set.stats, skipped_without_embedding: skipped, train_seconds: seconds, expensive_notes: expensive.notes };
     const row = this.store.saveDetectorSet({
       baselineId: b.id,
       encoderId: encoder.id,
@@ -246,6 +386,75 @@ export class Engine {
       seconds,
       stats,
     };
+  }
+
+  /**
+   * The baseline's expensive features for training: stored ones, plus any missing measured
+   * now from the files the items were found in (baselines added before the signal existed,
+   * or after a configuration change). Items that cannot be measured are left out of that
+   * signal's calibration, and `notes` says how many.
+   */
+  private async baselineFeatures(
+    members: StoredDetectorSet['members'],
+    vectors: Float32Array[],
+    encoder: ImageEncoder,
+    opts: { onProgress?: ProgressFn; signal?: AbortSignal },
+  ): Promise<{ options: Pick<TrainOptions, 'squeeze' | 'crossEncoder'>; squeeze: SqueezeParams | null; notes: string[] }> {
+    const squeeze = this.configuredSqueeze();
+    const notes: string[] = [];
+    let secondaryId: string | null = null;
+    if (this.crossEncoderEnabled()) {
+      try {
+        secondaryId = (await this.secondaryEncoder()).id;
+      } catch (err) {
+        notes.push(`cross_encoder not trained: ${describeError(err)}`);
+      }
+    }
+    if (!squeeze && !secondaryId) return { options: {}, squeeze, notes };
+    const measurer = this.measurer(squeeze, !!secondaryId);
+    const features: ItemFeatures[] = members.map((m) => measurer.cached(m, encoder.id, secondaryId));
+    const missing = members
+      .map((_, i) => i)
+      .filter((i) => (squeeze && !features[i].squeeze) || (secondaryId && !features[i].secondary));
+    const CHUNK = 32;
+    let failed = 0;
+    for (let start = 0; start < missing.length; start += CHUNK) {
+      throwIfAborted(opts.signal, 'training');
+      opts.onProgress?.({ stage: 'measure baseline', done: start, total: missing.length });
+      const chunk = missing.slice(start, start + CHUNK);
+      const items: MeasureItem[] = chunk.map((i) => ({ ...members[i], vector: vectors[i] }));
+      const needs: MeasureNeeds[] = chunk.map((i) => ({ squeeze: !!squeeze && !features[i].squeeze, secondary: !!secondaryId && !features[i].secondary }));
+      const measured = await measurer.measure(items, needs, encoder);
+      chunk.forEach((i, j) => {
+        features[i] = {
+          squeeze: features[i].squeeze ?? measured.features[j].squeeze,
+          secondary: features[i].secondary ?? measured.features[j].secondary,
+        };
+        if (measured.notes[j]) failed++;
+      });
+    }
+    if (failed > 0) notes.push(`${failed} baseline items could not be measured for the expensive signals (files moved or changed); they are left out of those signals' calibration`);
+    const m = this.cfg.detection_methods;
+    const options: Pick<TrainOptions, 'squeeze' | 'crossEncoder'> = {};
+    if (squeeze) {
+      options.squeeze = {
+        mode: m.transformation_consistency.mode,
+        weight: m.transformation_consistency.weight,
+        k: m.transformation_consistency.k,
+        featureNames: measurer.squeezeNames!,
+        features: features.map((f) => f.squeeze ?? null),
+      };
+    }
+    if (secondaryId) {
+      options.crossEncoder = {
+        mode: m.cross_encoder.mode,
+        weight: m.cross_encoder.weight,
+        encoderId: secondaryId,
+        params: { k: m.cross_encoder.k },
+        embeddings: features.map((f) => f.secondary ?? null),
+      };
+    }
+    return { options, squeeze, notes };
   }
 
   private trainOptions(encoderId: string): TrainOptions {
@@ -278,7 +487,22 @@ export class Engine {
           params: { components: m.mahalanobis.components },
         },
         cluster: { enabled: m.cluster.enabled, weight: m.cluster.weight, params: { k: m.cluster.n_clusters } },
+        lid: { enabled: m.lid.enabled, weight: m.lid.weight, params: { k: m.lid.k } },
       },
+      fusion: { method: this.cfg.fusion.method },
+      tiering: { band: { low: this.cfg.tiering.inconclusive_low, high: this.cfg.tiering.inconclusive_high } },
+    };
+  }
+
+  /** The configured tier modes, plus a scan's own overrides. */
+  private tierPolicy(overrides: ScanOptions['tiers'] = {}): NonNullable<ScoreOptions['policy']> {
+    const m = this.cfg.detection_methods;
+    return {
+      modes: {
+        squeeze: overrides.squeeze ?? m.transformation_consistency.mode,
+        cross_encoder: overrides.cross_encoder ?? m.cross_encoder.mode,
+      },
+      band: { low: this.cfg.tiering.inconclusive_low, high: this.cfg.tiering.inconclusive_high },
     };
   }
 
@@ -302,16 +526,13 @@ export class Engine {
       if (v) index.add(v);
       else throw new Error(`detector set ${row.id}: baseline item ${m.sha256} has lost its embedding; retrain`);
     }
-    this.loaded = { row, set, members: stored.members, index };
+    this.loaded = { row, set, members: stored.members, index, expensive: stored.expensive ?? { squeeze: null, crossEncoder: null } };
     return this.loaded;
   }
 
   // ---- scanning -------------------------------------------------------------------------------
 
-  async scan(
-    paths: string[],
-    opts: { baseline?: string; source?: string; onProgress?: ProgressFn; signal?: AbortSignal } = {},
-  ): Promise<ScanReport> {
+  async scan(paths: string[], opts: ScanOptions = {}): Promise<ScanReport> {
     const baseline = opts.baseline ?? DEFAULT_BASELINE;
     const loaded = this.activeSet(baseline);
     const encoder = await this.encoder();
@@ -325,7 +546,7 @@ export class Engine {
     for await (const batch of batches(this.embedAll(paths, encoder, opts.source ?? 'cli', opts), 64)) {
       const good = batch.filter((b) => !b.error && b.vector);
       for (const bad of batch) if (bad.error) report.errors.push(bad.error);
-      const items = this.scoreAndRecord(good, loaded, encoder, opts.source ?? 'cli');
+      const items = await this.scoreAndRecord(good, loaded, encoder, opts.source ?? 'cli', opts);
       for (const it of items) {
         report.items.push(it);
         report.summary[it.decision]++;
@@ -338,7 +559,7 @@ export class Engine {
   /** Scan one in-memory item (MCP content, upload). Errors are returned, not thrown. */
   async scanBytes(
     bytes: Uint8Array,
-    opts: { name?: string; baseline?: string; source?: string } = {},
+    opts: { name?: string; baseline?: string; source?: string; tiers?: ScanOptions['tiers'] } = {},
   ): Promise<ScanItem | ItemError> {
     const baseline = opts.baseline ?? DEFAULT_BASELINE;
     const loaded = this.activeSet(baseline);
@@ -349,7 +570,8 @@ export class Engine {
     if (prepared.error) return prepared.error;
     const [done] = await this.encodePending([prepared], encoder);
     if (done.error) return done.error;
-    return this.scoreAndRecord([done], loaded, encoder, opts.source ?? 'api')[0];
+    done.bytes = bytes;
+    return (await this.scoreAndRecord([done], loaded, encoder, opts.source ?? 'api', { tiers: opts.tiers }))[0];
   }
 
   private assertEncoderMatches(loaded: LoadedDetectorSet, encoder: ImageEncoder): void {
@@ -360,14 +582,29 @@ export class Engine {
     }
   }
 
-  private scoreAndRecord(
+  /**
+   * Scores a batch: the cheap tier first, then whichever expensive signals the tier policy
+   * wants for each item (measured, or found stored), then the fused verdict, recorded.
+   */
+  private async scoreAndRecord(
     items: PreparedItem[],
     loaded: LoadedDetectorSet,
     encoder: ImageEncoder,
     source: string,
-  ): ScanItem[] {
+    opts: Pick<ScanOptions, 'tiers' | 'allSignals'> = {},
+  ): Promise<ScanItem[]> {
     if (items.length === 0) return [];
-    const scores = loaded.set.score(items.map((i) => i.vector!));
+    const { set } = loaded;
+    const vectors = items.map((i) => i.vector!);
+    const policy = this.tierPolicy(opts.tiers);
+    const wanted = opts.allSignals
+      ? items.map(() => set.expensiveSignals)
+      : set.plan(vectors, { policy }).map((p) => p.wanted);
+    const features = await this.measureForScan(items, wanted, loaded, encoder);
+    const scores = set.score(vectors, { features, policy });
+    const everything = opts.allSignals
+      ? set.score(vectors, { features, policy: { modes: { squeeze: 'always', cross_encoder: 'always' } } })
+      : null;
     const k = this.cfg.scan.neighbours;
     const out: ScanItem[] = [];
     this.store.transaction(() => {
@@ -381,7 +618,7 @@ export class Engine {
               })
             : [];
         const durationMs = performance.now() - item.started;
-        const signals = s.signals as Record<SignalName, SignalResult>;
+        const signals = s.signals as Record<string, SignalResult>;
         const verdictId = this.store.recordVerdict({
           itemId: item.itemId,
           detectorSetId: loaded.row.id,
@@ -397,7 +634,7 @@ export class Engine {
           path: item.path,
           durationMs,
         });
-        out.push({
+        const scanItem: ScanItem = {
           path: item.path,
           sha256: item.sha256,
           modality: 'image',
@@ -408,10 +645,41 @@ export class Engine {
           neighbours,
           verdict_id: verdictId,
           duration_ms: round(durationMs, 2),
-        });
+          reference: s.reference,
+          tier: s.tier,
+        };
+        if (everything) scanItem.all_signals = everything[i].signals as Record<string, SignalResult>;
+        out.push(scanItem);
+        item.pixels = undefined;
+        item.pixels2 = undefined;
       });
     });
     return out;
+  }
+
+  /** The expensive features `wanted` asks for, measured the way the set was trained. */
+  private async measureForScan(
+    items: PreparedItem[],
+    wanted: readonly ExpensiveSignalName[][],
+    loaded: LoadedDetectorSet,
+    encoder: ImageEncoder,
+  ): Promise<ItemFeatures[]> {
+    const { squeeze, crossEncoder } = loaded.expensive;
+    // The squeeze signal judges an item against its look-alikes in the secondary space.
+    const squeezeNeedsSecondary = loaded.set.squeezeModel?.reference === 'secondary';
+    const needs: MeasureNeeds[] = wanted.map((w) => ({
+      squeeze: !!squeeze && w.includes('squeeze'),
+      secondary: !!crossEncoder && (w.includes('cross_encoder') || (squeezeNeedsSecondary && w.includes('squeeze'))),
+    }));
+    if (!needs.some((n) => n.squeeze || n.secondary)) return items.map(() => ({}));
+    const measurer = this.measurer(squeeze, !!crossEncoder);
+    const { features } = await measurer.measure(items.map(toMeasureItem), needs, encoder);
+    // A secondary encoder other than the one the set was trained with measures another space.
+    if (crossEncoder && needs.some((n) => n.secondary)) {
+      const secondary = await this.secondaryEncoder().catch(() => null);
+      if (secondary?.id !== crossEncoder.encoderId) for (const f of features) f.secondary = null;
+    }
+    return features;
   }
 
   // ---- ingest + encode pipeline -------------------------------------------------------------
@@ -509,11 +777,15 @@ export class Engine {
       }
       const img = await decodeImage(bytes, this.limits);
       const pixels = await resizeForEncoder(img, encoder.inputSize.width, encoder.inputSize.height);
+      const size2 = this.secondaryInputSize();
+      // Resizing now, while the image is decoded anyway, costs far less than decoding again
+      // should the cross-encoder signal want this item.
+      const pixels2 = size2 ? await resizeForEncoder(img, size2.width, size2.height) : undefined;
       const row = this.store.upsertItem(
         { sha256, modality: 'image', mime: img.mime, width: img.width, height: img.height, bytes: img.bytes, path: name },
         source,
       );
-      return { path: name, sha256, itemId: row.id, started, pixels };
+      return { path: name, sha256, itemId: row.id, started, pixels, pixels2 };
     } catch (err) {
       return errorItem(label, started, describeError(err), errorCode(err));
     }
@@ -533,10 +805,12 @@ export class Engine {
       todo.forEach((t, i) => pixels.set(t.pixels!, i * size));
       try {
         const vectors = await encoder.embedPixels(pixels, todo.length);
+        // The squeeze signal re-encodes squeezed copies of these very pixels.
+        const keepPixels = this.configuredSqueeze() !== null;
         this.store.transaction(() => {
           todo.forEach((t, i) => {
             t.vector = vectors[i];
-            t.pixels = undefined;
+            if (!keepPixels) t.pixels = undefined;
             if (this.cfg.performance.cache_embeddings) this.store.putEmbedding(t.itemId, encoder.id, vectors[i]);
           });
         });
@@ -550,7 +824,7 @@ export class Engine {
           } catch (inner) {
             t.error = { path: t.path ?? '<bytes>', reason: `encoder failed: ${describeError(inner)}`, code: 'encoder' };
           }
-          t.pixels = undefined;
+          if (t.error || this.configuredSqueeze() === null) t.pixels = undefined;
         }
         void err;
       }
@@ -661,6 +935,18 @@ async function* batches<T>(source: AsyncIterable<T>, size: number): AsyncGenerat
     }
   }
   if (batch.length > 0) yield batch;
+}
+
+function toMeasureItem(item: PreparedItem): MeasureItem {
+  return {
+    itemId: item.itemId,
+    sha256: item.sha256,
+    path: item.path,
+    vector: item.vector!,
+    pixels: item.pixels,
+    pixels2: item.pixels2,
+    bytes: item.bytes,
+  };
 }
 
 function errorItem(file: string, started: number, reason: string, code: string): PreparedItem {

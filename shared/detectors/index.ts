@@ -2,6 +2,10 @@
 // restoring from saved state.
 
 import type { Detector, DetectorState, SignalName } from '../types.js';
+import type { BruteForceIndex } from '../math/vector-index.js';
+import { LID_DEFAULTS, LidDetector, type LidParams } from './lid.js';
+import type { CheapSignalName } from './signals.js';
+import type { EmbeddingDetector, EmbeddingDetectorState } from './types.js';
 import { AUTOENCODER_DEFAULTS, AutoencoderDetector, type AutoencoderParams } from './autoencoder.js';
 import { CLUSTER_DEFAULTS, ClusterDetector, type ClusterParams } from './cluster.js';
 import { ISOLATION_FOREST_DEFAULTS, IsolationForestDetector, type IsolationForestParams } from './isolation-forest.js';
@@ -14,6 +18,11 @@ export interface DetectorParamsMap {
   knn: KnnParams;
   mahalanobis: MahalanobisParams;
   cluster: ClusterParams;
+}
+
+/** Parameters of every cheap (embedding-only) signal, LID included. */
+export interface CheapDetectorParamsMap extends DetectorParamsMap {
+  lid: LidParams;
 }
 
 export interface DetectorClassMap {
@@ -32,6 +41,11 @@ export const DEFAULT_DETECTOR_PARAMS: { readonly [K in SignalName]: Readonly<Det
   cluster: CLUSTER_DEFAULTS,
 };
 
+export const DEFAULT_CHEAP_DETECTOR_PARAMS: { readonly [K in CheapSignalName]: Readonly<CheapDetectorParamsMap[K]> } = {
+  ...DEFAULT_DETECTOR_PARAMS,
+  lid: LID_DEFAULTS,
+};
+
 /** Builds an unfitted detector; params are validated (unknown keys and bad values throw). */
 export function createDetector<K extends SignalName>(name: K, params?: Partial<DetectorParamsMap[K]>): DetectorClassMap[K];
 export function createDetector(name: SignalName, params: Record<string, unknown> = {}): Detector {
@@ -45,6 +59,18 @@ export function createDetector(name: SignalName, params: Record<string, unknown>
   }
 }
 
+/** createDetector for every cheap signal, LID included. */
+export function createEmbeddingDetector(name: CheapSignalName, params: Record<string, unknown> = {}): EmbeddingDetector {
+  if (name === 'lid') return new LidDetector(params);
+  return createDetector(name, params as never);
+}
+
+/** detectorFromJSON for every cheap signal; LID may share the kNN index (see LidDetector.useIndex). */
+export function embeddingDetectorFromJSON(state: EmbeddingDetectorState, sharedIndex?: BruteForceIndex): EmbeddingDetector {
+  if (state?.name === 'lid') return LidDetector.fromJSON(state, sharedIndex);
+  return detectorFromJSON(state as DetectorState);
+}
+
 export function detectorFromJSON(state: DetectorState): Detector {
   switch (state?.name) {
     case 'isolation_forest': return IsolationForestDetector.fromJSON(state);
@@ -56,5 +82,5 @@ export function detectorFromJSON(state: DetectorState): Detector {
   }
 }
 
-export { AutoencoderDetector, ClusterDetector, IsolationForestDetector, KnnDetector, MahalanobisDetector };
-export type { AutoencoderParams, ClusterParams, IsolationForestParams, KnnParams, MahalanobisParams };
+export { AutoencoderDetector, ClusterDetector, IsolationForestDetector, KnnDetector, LidDetector, MahalanobisDetector };
+export type { AutoencoderParams, ClusterParams, IsolationForestParams, KnnParams, LidParams, MahalanobisParams };

@@ -1,7 +1,7 @@
 // Parameter validation shared by the detectors. Parameters arrive from config files, the CLI
 // and saved models, so they are checked at construction and fail with the parameter's name.
 
-import type { DetectorState, SignalName } from '../types.js';
+import type { DetectorState } from '../types.js';
 
 export class ParamError extends RangeError {
   constructor(detector: string, message: string) {
@@ -49,7 +49,7 @@ export function rejectUnknown(detector: string, params: Bag, known: readonly str
   }
 }
 
-export function checkState(state: DetectorState, name: SignalName, version: string): void {
+export function checkState(state: Pick<DetectorState, 'version'> & { name: string }, name: string, version: string): void {
   if (!state || state.name !== name) throw new RangeError(`expected a ${name} state, got ${String(state?.name)}`);
   if (state.version !== version) {
     throw new RangeError(`${name}: saved with algorithm version ${state.version}, this build scores with ${version}; retrain`);

@@ -1,13 +1,16 @@
 // `parallax bench`: on the same images in the same run, the raw encoder's throughput (the
 // ONNX session alone, on pre-decoded tensors) against the whole scan's (read, decode,
-// encode, every signal, store), single-item latency, and peak memory.
+// encode, every signal, store), single-item latency, and peak memory; and the whole scan
+// once per tier (cheap signals only; plus transformation consistency; plus the cross
+// encoder), so the cost of each expensive signal can be read off directly.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { defaultConfig, type ParallaxConfig } from '../../../shared/config.js';
 import { quantile } from '../../../shared/math/stats.js';
-import { Engine, machineInfo } from '../engine.js';
+import type { ExpensiveSignalName, TierMode } from '../../../shared/detectors/signals.js';
+import { Engine, machineInfo, type ScanOptions } from '../engine.js';
 import { decodeImage, resizeForEncoder } from '../ingest/image.js';
 import { walkMedia } from '../ingest/walk.js';
 import { demoDir } from '../paths.js';
@@ -16,7 +19,18 @@ export interface BenchResult {
   images: { source: string; count: number };
   encoder: { id: string; provider: string; provider_note: string; batch_size: number };
   encoder_items_per_s: number;
+  /** The cross encoder's secondary model alone, on pre-decoded tensors (null when it is off). */
+  secondary_encoder_items_per_s: number | null;
+  /** The whole scan in the default (configured) tier policy. */
   scan_items_per_s: number;
+  /**
+   * The whole scan with the expensive signals forced: `cheap` none, `squeeze` transformation
+   * consistency on every item, `cross_encoder` the cross encoder on every item, `all` both.
+   * A tier that needs a signal the configuration turned off is null.
+   */
+  tiers: Record<'cheap' | 'squeeze' | 'cross_encoder' | 'all', { items_per_s: number; ran: Partial<Record<ExpensiveSignalName, number>> } | null>;
+  /** Share of the default scan's items for which each expensive signal ran. */
+  default_tier_share: Partial<Record<ExpensiveSignalName, number>>;
   scan_to_encoder_ratio: number;
   latency_ms: { p50: number; p95: number; max: number; items: number };
   train_s: number;
@@ -73,6 +87,20 @@ export async function runBench(opts: {
     await runEncoder();
     const encoderPerS = files.length / ((performance.now() - e0) / 1000);
     tensors.length = 0;
+    let secondaryPerS: number | null = null;
+    if (base.embedding_anomaly_detection.detection_methods.cross_encoder.mode !== 'off') {
+      const secondary = await trainEngine.secondaryEncoder();
+      const s = secondary.inputSize;
+      const stride2 = s.width * s.height * 3;
+      const n2 = Math.min(files.length, 64);
+      const batch2 = new Float32Array(stride2 * n2);
+      for (let i = 0; i < n2; i++) batch2.set(await resizeForEncoder(await decodeImage(fs.readFileSync(files[i])), s.width, s.height), i * stride2);
+      await secondary.embedPixels(batch2.subarray(0, stride2 * Math.min(n2, 8)), Math.min(n2, 8)); // warm-up
+      log('bench: timing the secondary encoder');
+      const s0 = performance.now();
+      await secondary.embedPixels(batch2, n2);
+      secondaryPerS = n2 / ((performance.now() - s0) / 1000);
+    }
     await trainEngine.close();
 
     // 3. Whole scan with the embedding cache off, so every item is read, decoded and encoded.
@@ -81,9 +109,26 @@ export async function runBench(opts: {
     const scanEngine = await Engine.open({ dataDir, config: noCache });
     await scanEngine.scan(files.slice(0, Math.min(files.length, batch)), { source: 'bench' }); // warm-up
     log('bench: timing the whole scan');
-    const s0 = performance.now();
-    const report = await scanEngine.scan(files, { source: 'bench' });
-    const scanPerS = report.items.length / ((performance.now() - s0) / 1000);
+    const timeScan = async (tiers?: ScanOptions['tiers']) => {
+      const t0s = performance.now();
+      const r = await scanEngine.scan(files, { source: 'bench', tiers });
+      const ran: Partial<Record<ExpensiveSignalName, number>> = {};
+      for (const name of ['squeeze', 'cross_encoder'] as const) {
+        ran[name] = round(r.items.filter((i) => i.tier?.ran.includes(name)).length / Math.max(1, r.items.length), 3);
+      }
+      return { items_per_s: round(r.items.length / ((performance.now() - t0s) / 1000)), ran };
+    };
+    const whole = await timeScan();
+    const scanPerS = whole.items_per_s;
+    const m = base.embedding_anomaly_detection.detection_methods;
+    const enabled = { squeeze: m.transformation_consistency.mode !== 'off', cross_encoder: m.cross_encoder.mode !== 'off' };
+    const force = (squeeze: TierMode, cross: TierMode) => ({ squeeze, cross_encoder: cross });
+    const tiers: BenchResult['tiers'] = { cheap: null, squeeze: null, cross_encoder: null, all: null };
+    log('bench: timing each tier');
+    tiers.cheap = await timeScan(force('off', 'off'));
+    if (enabled.squeeze) tiers.squeeze = await timeScan(force('always', 'off'));
+    if (enabled.cross_encoder) tiers.cross_encoder = await timeScan(force('off', 'always'));
+    if (enabled.squeeze && enabled.cross_encoder) tiers.all = await timeScan(force('always', 'always'));
 
     // 4. Latency of one item on its own, as the MCP guard sees it.
     log('bench: timing single-item latency');
@@ -100,7 +145,10 @@ export async function runBench(opts: {
       images: { source, count: files.length },
       encoder: { id: encoder.id, provider: encoder.provider, provider_note: encoder.providerNote, batch_size: batch },
       encoder_items_per_s: round(encoderPerS),
+      secondary_encoder_items_per_s: secondaryPerS === null ? null : round(secondaryPerS),
       scan_items_per_s: round(scanPerS),
+      tiers,
+      default_tier_share: whole.ran,
       scan_to_encoder_ratio: round(scanPerS / encoderPerS, 3),
       latency_ms: {
         p50: round(quantile(latencies, 0.5)),

@@ -1,0 +1,33 @@
+// The detection signals and the tier each belongs to.
+//
+// shared/types.ts names the five statistical signals (SignalName, SIGNAL_NAMES). The
+// attack-aware signals extend that list here rather than there, so code that enumerates
+// SIGNAL_NAMES keeps seeing exactly the five it was written for.
+//
+//  - cheap tier: functions of the item's embedding alone (the five, plus LID). Always run.
+//  - expensive tier: need more forward passes of an encoder. `squeeze` re-encodes squeezed
+//    copies of the pixels (~4 passes); `cross_encoder` encodes the item with a second,
+//    architecturally different network. Each runs always, only when the cheap tier is
+//    inconclusive, or never (TierMode).
+import type { SignalName } from '../types.js';
+import { SIGNAL_NAMES } from '../types.js';
+
+export type CheapSignalName = SignalName | 'lid';
+export type ExpensiveSignalName = 'squeeze' | 'cross_encoder';
+export type DetectionSignalName = CheapSignalName | ExpensiveSignalName;
+
+export const CHEAP_SIGNALS: readonly CheapSignalName[] = [...SIGNAL_NAMES, 'lid'];
+export const EXPENSIVE_SIGNALS: readonly ExpensiveSignalName[] = ['squeeze', 'cross_encoder'];
+/** Canonical order, used for display, serialisation and deterministic sums. */
+export const DETECTION_SIGNALS: readonly DetectionSignalName[] = [...CHEAP_SIGNALS, ...EXPENSIVE_SIGNALS];
+
+export type TierMode = 'always' | 'when_inconclusive' | 'off';
+export const TIER_MODES: readonly TierMode[] = ['always', 'when_inconclusive', 'off'];
+
+export function isExpensive(name: string): name is ExpensiveSignalName {
+  return (EXPENSIVE_SIGNALS as readonly string[]).includes(name);
+}
+
+export function isDetectionSignal(name: string): name is DetectionSignalName {
+  return (DETECTION_SIGNALS as readonly string[]).includes(name);
+}

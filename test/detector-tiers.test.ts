@@ -1,0 +1,232 @@
+// The attack-aware signals' pure parts (LID, squeeze model, cross-encoder agreement), the
+// Cauchy fusion, and tiered fusion's calibration, on synthetic data with known answers.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CrossEncoderDetector, agreementStatistic } from '../shared/detectors/cross-encoder.js';
+import { detectorSetFromJSON, trainDetectorSet, type TrainOptions } from '../shared/detectors/detector-set.js';
+import { CAUCHY_P_CAP, fusedEvidence, fusedStatistic, TieredFusion } from '../shared/detectors/fusion.js';
+import { LidDetector, lidOf } from '../shared/detectors/lid.js';
+import { SqueezeModel } from '../shared/detectors/squeeze.js';
+import { mulberry32, normal } from '../shared/math/rng.js';
+import { normaliseInPlace } from '../shared/math/vector.js';
+
+const close = (actual: number, expected: number, tol: number, what = '') =>
+  assert.ok(Math.abs(actual - expected) <= tol, `${what} expected ${expected} ± ${tol}, got ${actual}`);
+
+test('LID: the MLE matches a hand computation and grows when every neighbour is equally far', () => {
+  // Cosine distances d give Euclidean r = √(2d); choose r = 0.1, 0.2, 0.4 (k = 3):
+  // LID = −3 / (ln(0.1/0.4) + ln(0.2/0.4) + ln 1) = 3 / ln 8.
+  const hits = [0.1, 0.2, 0.4].map((r, index) => ({ index, distance: (r * r) / 2 }));
+  close(lidOf(hits), 3 / Math.log(8), 1e-9, 'LID');
+  const flat = [0.39, 0.395, 0.4].map((r, index) => ({ index, distance: (r * r) / 2 }));
+  assert.ok(lidOf(flat) > 50 * lidOf(hits), 'near-equal distances mean a high local dimension');
+  // On data: a point far off a 2-d sheet in 32-d has a higher LID than points on it.
+  const rng = mulberry32(3);
+  const sheet = () => {
+    const x = new Float32Array(32);
+    x[0] = 1; x[1] = normal(rng) * 0.3; x[2] = normal(rng) * 0.3;
+    return normaliseInPlace(x);
+  };
+  const det = new LidDetector({ k: 10 });
+  det.fit(Array.from({ length: 300 }, sheet));
+  const off = sheet();
+  for (let i = 3; i < 32; i++) off[i] += normal(rng) * 0.05;
+  const [onScore, offScore] = det.score([sheet(), normaliseInPlace(off)]);
+  assert.ok(offScore > onScore, `off-manifold LID ${offScore} > on-manifold ${onScore}`);
+  const back = LidDetector.fromJSON(JSON.parse(JSON.stringify(det.toJSON())));
+  assert.deepEqual(back.score([off]), det.score([off]));
+});
+
+test('squeeze model: an item is judged by how much further it moves than its look-alikes', () => {
+  // Members 0..29 (training order), two squeezers; S(b) = ln d_a + ln d_b.
+  const rows = Array.from({ length: 30 }, (_, i) => [0.01 * (i + 1), 0.02]);
+  const members = rows.map((_, i) => i);
+  const m = SqueezeModel.fit(['a', 'b'], members, rows, { k: 3, reference: 'primary' });
+  const S = (r: number[]) => Math.log(r[0]) + Math.log(r[1]);
+  // Neighbours 4, 5, 6 (nearest first) → raw = S(x) − mean(S(4), S(5), S(6)).
+  const x = [0.5, 0.04];
+  const expected = S(x) - (S(rows[4]) + S(rows[5]) + S(rows[6])) / 3;
+  close(m.score(x, [4, 5, 6, 7]), expected, 1e-12, 'raw');
+  // Non-members and the item itself are skipped: 99 is not a member, 4 is `self`.
+  close(m.score(x, [99, 4, 5, 6, 7], 4), S(x) - (S(rows[5]) + S(rows[6]) + S(rows[7])) / 3, 1e-12, 'skips');
+  // Twice the displacement on one squeezer adds ln 2, whatever the neighbours.
+  close(m.score([1, 0.04], [4, 5, 6]) - m.score(x, [4, 5, 6]), Math.LN2, 1e-12, 'log scale');
+  assert.equal(m.reference, 'primary');
+  const back = SqueezeModel.fromJSON(JSON.parse(JSON.stringify(m.toJSON())));
+  assert.equal(back.score(x, [4, 5, 6]), m.score(x, [4, 5, 6]));
+  assert.throws(() => m.score([1], [4]), /1 distances, expected 2/);
+  assert.throws(() => m.score(x, [99]), /no baseline neighbour/);
+  assert.throws(() => SqueezeModel.fit(['a'], [0, 1], [[1], [2]], { k: 3, reference: 'primary' }), /more than k/);
+});
+
+test('cross-encoder agreement: 0 when both encoders see the same neighbours, large when they disagree', () => {
+  // Two "encoders" that embed the same 200 items isometrically (a signed permutation into
+  // 48-d and 64-d): cosine distances, hence neighbourhoods, agree exactly.
+  const rng = mulberry32(11);
+  const latent = Array.from({ length: 200 }, () => Float32Array.from({ length: 8 }, () => normal(rng)));
+  const rotate = (seed: number, dim: number) => {
+    const slots = Array.from({ length: dim }, (_, i) => i).sort(() => mulberry32(seed)() - 0.5).slice(0, 8);
+    return (z: Float32Array) => {
+      const out = new Float32Array(dim);
+      slots.forEach((slot, j) => { out[(slot * 7 + seed) % dim] = (j % 2 ? -1 : 1) * z[j]; });
+      return normaliseInPlace(out);
+    };
+  };
+  const p = rotate(1, 48), s = rotate(2, 64);
+  const det = CrossEncoderDetector.fit(latent.map(p), latent.map(s), latent.map((_, i) => i), 'secondary@test', { k: 5 });
+  const loo = det.scoreBaselineLeaveOneOut();
+  const typical = [...loo].sort((a, b) => a - b)[100];
+  // A "targeted attack": the primary encoder sees item 0, the secondary sees item 1.
+  const [consistent, attacked] = det.score([p(latent[7]), p(latent[0])], [s(latent[7]), s(latent[1])]);
+  close(consistent, 0, 1e-6, 'same neighbours in both spaces');
+  assert.ok(attacked > 3 * typical + 0.1, `disagreement ${attacked} vs typical ${typical}`);
+  const back = CrossEncoderDetector.fromJSON(JSON.parse(JSON.stringify(det.toJSON())));
+  assert.deepEqual(back.score([p(latent[0])], [s(latent[1])]), [attacked]);
+  // Hand-sized: primary neighbours {0,1} at 0.1, 0.2; secondary sees {2,3} nearest at 0.1, 0.1
+  // and {0,1} at 0.4, 0.6 → s = 0.5/0.1 = 5; primary sees {2,3} at 0.5, 0.5 → r = 0.5/0.15.
+  const d = { primary: Float64Array.from([0.1, 0.2, 0.5, 0.5]), secondary: Float64Array.from([0.4, 0.6, 0.1, 0.1]) };
+  close(agreementStatistic(d, 2, -1), Math.log(5) + Math.log(0.5 / 0.15), 1e-12, 'ln s + ln r');
+});
+
+test('Cauchy fusion keeps a lone strong signal strong; Fisher mean dilutes it', () => {
+  const quiet = { isolation_forest: { p: 0.5, weight: 1 }, autoencoder: { p: 0.5, weight: 1 }, knn: { p: 0.5, weight: 1 }, mahalanobis: { p: 0.5, weight: 1 }, cluster: { p: 0.5, weight: 1 } };
+  const lone = { ...quiet, squeeze: { p: 1e-6, weight: 1 } };
+  // Cauchy: T = (5·tan(0) + cot(π·1e−6)) / 6; p_C = atan2(1, T)/π ≈ 6e−6.
+  const t = 1 / Math.tan(Math.PI * 1e-6) / 6;
+  close(fusedEvidence('cauchy', lone), -Math.log(Math.atan2(1, t) / Math.PI), 1e-9, 'hand-computed Cauchy evidence');
+  close(Math.exp(-fusedEvidence('cauchy', lone)), 6e-6, 1e-8, 'p_C ≈ 6 · p_min');
+  // Fisher mean: (5·ln 2 + 6 ln 10) / 6 ≈ 2.88 → e^−2.88 ≈ 0.056: the lone signal is diluted.
+  close(fusedEvidence('fisher', lone), (5 * Math.LN2 + 6 * Math.LN10) / 6, 1e-12, 'Fisher mean');
+  close(fusedEvidence('fisher', quiet), fusedStatistic(quiet), 1e-15, 'same as the original statistic');
+  // p near 1 is capped, so one typical-looking signal cannot veto the rest.
+  const veto = { knn: { p: 1, weight: 1 }, squeeze: { p: 1e-6, weight: 1 } };
+  const capped = { knn: { p: CAUCHY_P_CAP, weight: 1 }, squeeze: { p: 1e-6, weight: 1 } };
+  assert.equal(fusedEvidence('cauchy', veto), fusedEvidence('cauchy', capped));
+  assert.ok(fusedEvidence('cauchy', veto) > 10);
+});
+
+// ---- tiered fusion on synthetic data -------------------------------------------------------
+
+const D = 24;
+function cleanEmbedding(rng: () => number): Float32Array {
+  const x = Float32Array.from({ length: D }, (_, i) => (i < 4 ? normal(rng) : normal(rng) * 0.1));
+  x[0] += 3;
+  return normaliseInPlace(x);
+}
+
+function baselineWithFeatures(n: number, seed: number) {
+  const rng = mulberry32(seed);
+  const X = Array.from({ length: n }, () => cleanEmbedding(rng));
+  // Squeeze distances: independent of the embedding, lognormal; secondary embedding: a noisy
+  // copy in another basis (so neighbourhoods mostly agree).
+  const squeeze = X.map(() => [Math.exp(normal(rng) * 0.3), Math.exp(normal(rng) * 0.3)]);
+  const secondary = X.map((x) => normaliseInPlace(Float32Array.from({ length: 16 }, (_, i) => x[i % D] * (i % 3 === 0 ? -1 : 1) + normal(rng) * 0.02)));
+  return { X, squeeze, secondary, rng };
+}
+
+const FAST: Partial<TrainOptions> = {
+  seed: 2,
+  signals: { autoencoder: { params: { epochs: 3, hidden: 8 } }, isolation_forest: { params: { trees: 30 } }, lid: { enabled: true } },
+};
+
+test('tiered fusion: every tier policy keeps its calibrated false-positive rate on fresh clean items', () => {
+  const { X, squeeze, secondary } = baselineWithFeatures(700, 5);
+  const set = trainDetectorSet(X, {
+    ...FAST,
+    encoderId: 'synthetic',
+    squeeze: { featureNames: ['a', 'b'], features: squeeze, mode: 'always' },
+    crossEncoder: { encoderId: 'synthetic-2', embeddings: secondary, mode: 'when_inconclusive' },
+    tiering: { band: { low: 0.05, high: 0.7 } },
+  });
+  assert.deepEqual(set.allSignals, ['isolation_forest', 'autoencoder', 'knn', 'mahalanobis', 'cluster', 'lid', 'squeeze', 'cross_encoder']);
+  const fresh = baselineWithFeatures(1500, 77);
+  const features = fresh.X.map((_, i) => ({ squeeze: fresh.squeeze[i], secondary: fresh.secondary[i] }));
+  for (const modes of [
+    { squeeze: 'always', cross_encoder: 'when_inconclusive' },
+    { squeeze: 'always', cross_encoder: 'always' },
+    { squeeze: 'off', cross_encoder: 'off' },
+    { squeeze: 'when_inconclusive', cross_encoder: 'when_inconclusive' },
+  ] as const) {
+    const v = set.score(fresh.X, { features, policy: { modes } });
+    // risk ≥ 0.4 ⇔ p ≤ 10^−1.6 ≈ 2.5%: the share of fresh clean items reaching it must be near that.
+    const review = v.filter((s) => s.risk >= 0.4).length / v.length;
+    assert.ok(review > 0.008 && review < 0.05, `${JSON.stringify(modes)}: clean review rate ${review}`);
+    const ran = v.filter((s) => s.tier.ran.includes('cross_encoder')).length / v.length;
+    if (modes.cross_encoder === 'always') assert.equal(ran, 1);
+    if (modes.cross_encoder === 'off') {
+      assert.equal(ran, 0);
+      assert.ok(v.every((s) => s.tier.not_run.cross_encoder === 'off' && !s.signals.cross_encoder));
+    }
+    if (modes.cross_encoder === 'when_inconclusive') {
+      assert.ok(ran > 0.1 && ran < 0.9, `share running the cross encoder ${ran}`);
+      for (const s of v) {
+        const inBand = s.tier.cheap_risk >= 0.05 && s.tier.cheap_risk < 0.7;
+        assert.equal(s.tier.ran.includes('cross_encoder'), inBand);
+        if (!inBand) assert.match(s.tier.not_run.cross_encoder!, /cheap tier conclusive/);
+        assert.match(s.tier.calibration, /^gated:/);
+      }
+    }
+  }
+  // Wanted but not given: the signal is reported as not measured, and the fusion uses the rest.
+  const [missing] = set.score([fresh.X[0]], { policy: { modes: { squeeze: 'always', cross_encoder: 'always' } } });
+  assert.equal(missing.tier.not_run.squeeze, 'not measured');
+  assert.equal(missing.signals.squeeze, undefined);
+  // plan() tells the engine what to measure.
+  const plan = set.plan(fresh.X.slice(0, 50));
+  plan.forEach((p, i) => assert.equal(p.wanted.includes('cross_encoder'), p.cheap_risk >= 0.05 && p.cheap_risk < 0.7, `item ${i}`));
+  assert.ok(plan.every((p) => p.wanted.includes('squeeze')));
+});
+
+test('tiered fusion: an attack that only the expensive signals see is flagged; serialise → restore scores identically', () => {
+  const { X, squeeze, secondary } = baselineWithFeatures(400, 9);
+  const set = trainDetectorSet(X, {
+    ...FAST,
+    encoderId: 'synthetic',
+    squeeze: { featureNames: ['a', 'b'], features: squeeze, mode: 'always' },
+    crossEncoder: { encoderId: 'synthetic-2', embeddings: secondary, mode: 'always' },
+  });
+  const fresh = baselineWithFeatures(20, 31);
+  // Embedding perfectly normal (another clean item's), squeezing moves it 5× further than usual.
+  const attacked = set.score([fresh.X[0]], { features: [{ squeeze: [8, 8], secondary: fresh.secondary[0] }] })[0];
+  const clean = set.score([fresh.X[0]], { features: [{ squeeze: fresh.squeeze[0], secondary: fresh.secondary[0] }] })[0];
+  assert.ok(attacked.risk >= 0.7 && attacked.decision === 'block', `attack risk ${attacked.risk}`);
+  assert.ok(clean.risk < 0.4, `clean risk ${clean.risk}`);
+  assert.ok(attacked.signals.squeeze!.share > 0.5, 'the squeeze signal carries the evidence');
+
+  const restored = detectorSetFromJSON(JSON.parse(JSON.stringify(set.toJSON())));
+  const features = fresh.X.map((_, i) => ({ squeeze: fresh.squeeze[i], secondary: fresh.secondary[i] }));
+  assert.deepEqual(restored.score(fresh.X, { features }), set.score(fresh.X, { features }));
+  assert.deepEqual(restored.stats, set.stats);
+  // The kNN index is stored once and shared by LID and the cross encoder's primary side.
+  const state = set.toJSON();
+  assert.equal(state.crossEncoder!.primary.vectors, 'shared');
+  assert.equal((state.detectors.find((d) => d.name === 'lid')!.state as { vectors: string }).vectors, 'shared');
+  assert.throws(() => detectorSetFromJSON({ ...state, version: 1 }), /version 1 is not supported.*retrain/);
+});
+
+test('tiered fusion: the gated policy replays the gate on the baseline (hand-sized case)', () => {
+  // 6 baseline items, one cheap signal and one expensive signal, Fisher mean (T = mean −ln p).
+  const looP = { knn: Float64Array.from([0.9, 0.5, 0.3, 0.2, 0.1, 0.05]), squeeze: Float64Array.from([0.6, 0.4, 0.8, 0.1, 0.5, 0.2]) };
+  const policy = { modes: { squeeze: 'when_inconclusive' as const }, band: { low: 0.1, high: 0.7 } };
+  const f = new TieredFusion('fisher', { knn: 1, squeeze: 1 }, { review: 0.4, block: 0.7 }, null, policy, looP);
+  const cheapRisk = f.baselineCheapRisk();
+  // Cheap statistic = −ln p_knn; each item's leave-one-out conformal p among the other 5.
+  const cheapT = Array.from(looP.knn, (p) => -Math.log(p));
+  cheapT.forEach((t, i) => {
+    const above = cheapT.filter((u, j) => j !== i && u >= t).length;
+    close(cheapRisk[i], Math.min(1, -Math.log10((above + 1) / 6) / 4), 1e-12, `cheap risk ${i}`);
+  });
+  const risk = f.baselineRisk(policy);
+  assert.equal(risk.length, 6);
+  assert.ok(Array.from(risk).every((r) => r >= 0 && r <= 1));
+  // The same fusion without gating (squeeze always) calibrates one subset for everyone.
+  const always = f.baselineRisk({ modes: { squeeze: 'always' }, band: policy.band });
+  assert.notDeepEqual(Array.from(always), Array.from(risk));
+  const r = f.fuse({ knn: 0.2, squeeze: 0.01 });
+  assert.equal(r.calibration, 'gated:knn+squeeze');
+  assert.deepEqual(r.used, ['knn', 'squeeze']);
+  assert.equal(f.fuse({ knn: 0.2 }, { modes: { squeeze: 'off' }, band: policy.band }).calibration, 'knn');
+  assert.throws(() => f.fuse({ squeeze: 0.2 }), /missing p-value for knn/);
+  const back = TieredFusion.fromJSON(JSON.parse(JSON.stringify(f.toJSON())));
+  assert.deepEqual(back.fuse({ knn: 0.2, squeeze: 0.01 }), r);
+});

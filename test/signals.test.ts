@@ -1,0 +1,186 @@
+// The attack-aware signals end to end: real encoders (MobileNetV2 and InceptionV3), real
+// SQLite, the bundled demo photos. Squeezing a clean photo barely moves its embedding while
+// a high-frequency perturbation moves it a lot; the two encoders' neighbourhoods agree on
+// clean items; tiers run (or not) as configured and say so; features are stored so that a
+// retrain needs no pixels; `parallax eval` reports every column it promises.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import sharp from 'sharp';
+import { defaultConfig } from '../shared/config.js';
+import { detectorSetFromJSON, type DetectorSet } from '../shared/detectors/detector-set.js';
+import { mulberry32 } from '../shared/math/rng.js';
+import { Engine } from '../electron/engine/engine.js';
+import { openMobileNetEncoder } from '../electron/engine/encoders/mobilenet.js';
+import { decodeImage, resizeForEncoder } from '../electron/engine/ingest/image.js';
+import { squeezeDistances, SQUEEZE_DEFAULTS } from '../electron/engine/signals/squeeze.js';
+import { evalCommand } from '../electron/engine/cli/eval-command.js';
+import { repoRoot } from './helpers/repo-root.js';
+
+const demo = path.join(repoRoot(), 'models', 'demo');
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'parallax-signals-'));
+const dataDir = path.join(work, 'data');
+const baselineCopy = path.join(work, 'baseline');
+let engine: Engine;
+
+/** ±amp/255 random-sign noise on every channel of every pixel: pure high frequency. */
+function noisy(pixels: Float32Array, amp: number, seed: number): Float32Array {
+  const rng = mulberry32(seed);
+  return pixels.map((v) => Math.min(1, Math.max(0, v + (rng() < 0.5 ? amp : -amp) / 255)));
+}
+
+async function activeSet(e: Engine): Promise<DetectorSet> {
+  const b = e.store.findBaseline('default')!;
+  const row = e.store.activeDetectorSet(b.id)!;
+  return detectorSetFromJSON((JSON.parse(gunzipSync(e.store.detectorSetState(row.id)).toString('utf8')) as { set: unknown }).set);
+}
+
+before(async () => {
+  // The baseline is added from a copy that is deleted before retraining: the retrain must
+  // find every feature stored.
+  fs.cpSync(path.join(demo, 'baseline'), baselineCopy, { recursive: true });
+  // The cross encoder runs only when the cheap tier is inconclusive, so both tier paths run.
+  const config = defaultConfig();
+  config.embedding_anomaly_detection.detection_methods.cross_encoder.mode = 'when_inconclusive';
+  engine = await Engine.open({ dataDir, config });
+  const added = await engine.addToBaseline([baselineCopy]);
+  assert.equal(added.added, 50);
+  await engine.train();
+});
+
+after(async () => {
+  await engine?.close();
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+test('squeezing a clean photo barely moves its embedding; after high-frequency noise it moves it a lot', async () => {
+  const encoder = await openMobileNetEncoder({ device: 'cpu' });
+  try {
+    for (const [i, name] of ['skimage__astronaut.jpg', 'opencv__fruits.jpg', 'skimage__coffee.jpg'].entries()) {
+      const clean = await resizeForEncoder(await decodeImage(fs.readFileSync(path.join(demo, 'baseline', name))), 224, 224);
+      const perturbed = noisy(clean, 16, i + 1);
+      const [ec, ep] = await encoder.embedPixels(Float32Array.from([...clean, ...perturbed]), 2);
+      const moved = 1 - ec.reduce((s, v, j) => s + v * ep[j], 0);
+      assert.ok(moved > 0.05, `${name}: the noise itself moves the embedding (${moved})`);
+      const [dc, dp] = await squeezeDistances(encoder, [clean, perturbed], [ec, ep], SQUEEZE_DEFAULTS);
+      for (const s of ['median', 'jpeg', 'resize'] as const) assert.ok(dc[s]! < 0.1, `${name}: clean ${s} distance ${dc[s]}`);
+      // JPEG and the down-up resize strip the noise, so the embedding jumps back.
+      assert.ok(dp.jpeg! > 3 * dc.jpeg!, `${name}: jpeg ${dp.jpeg} vs clean ${dc.jpeg}`);
+      assert.ok(dp.resize! > 1.5 * dc.resize!, `${name}: resize ${dp.resize} vs clean ${dc.resize}`);
+    }
+  } finally {
+    await encoder.close();
+  }
+});
+
+test('baseline add stores the expensive features; a retrain needs no pixels', async () => {
+  const names = (engine.store.db.prepare('SELECT DISTINCT name FROM item_features ORDER BY name').all() as { name: string }[]).map((r) => r.name);
+  assert.deepEqual(names, ['squeeze.v1.jpeg_75', 'squeeze.v1.median_2', 'squeeze.v1.resize_0.75']);
+  const nFeatures = (engine.store.db.prepare('SELECT COUNT(*) AS n FROM item_features').get() as { n: number }).n;
+  assert.equal(nFeatures, 150);
+  const inception = (engine.store.db.prepare("SELECT COUNT(*) AS n FROM embeddings WHERE encoder_id LIKE 'inception_v3@%'").get() as { n: number }).n;
+  assert.equal(inception, 50);
+  fs.rmSync(baselineCopy, { recursive: true, force: true });
+  const retrained = await engine.train();
+  assert.deepEqual((retrained.stats as { expensive_notes: string[] }).expensive_notes, []);
+  const expensive = (retrained.stats as { expensive: Record<string, { n: number; trained: boolean }> }).expensive;
+  assert.deepEqual(expensive, { squeeze: { n: 50, trained: true }, cross_encoder: { n: 50, trained: true } });
+});
+
+test('the two encoders agree on clean items more than on mismatched pairs (what a targeted move looks like)', async () => {
+  const set = await activeSet(engine);
+  assert.ok(set.crossEncoder);
+  const b = engine.store.findBaseline('default')!;
+  const m = engine.store.baselineEmbeddings(b.id, set.encoderId);
+  const inc = engine.store.baselineEmbeddings(b.id, set.crossEncoder.secondaryEncoderId);
+  // Each baseline item as MobileNet sees it, paired with what Inception sees for the same
+  // item (clean) or for another item (a targeted attack that fools MobileNet alone), scored
+  // against the other baseline items. 50 varied demo photos make coarse neighbourhoods (the
+  // acceptance split's 861 photos separate far better, see the README), so this checks the
+  // direction, not a threshold.
+  const idx = m.map((_, i) => i);
+  const policy = { modes: { cross_encoder: 'always' as const } };
+  const raw = (pairs: number[]) =>
+    set.score(m.map((r) => r.vector!), { baselineIndices: idx, features: pairs.map((j) => ({ secondary: inc[j].vector! })), policy })
+      .map((v) => v.signals.cross_encoder!.raw);
+  const clean = raw(idx);
+  const swapped = raw(idx.map((i) => (i + 25) % m.length));
+  const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+  assert.ok(mean(swapped) > mean(clean) + 0.1, `mean agreement statistic: mismatched ${mean(swapped)} vs clean ${mean(clean)}`);
+  assert.ok(clean.filter((c, i) => swapped[i] > c).length >= 0.7 * m.length, 'most mismatched pairs disagree more than the clean pair');
+});
+
+test('tiers: squeeze always, the cross encoder only when the cheap tier is inconclusive, overridable per scan', async () => {
+  const holdout = path.join(demo, 'holdout');
+  const r = await engine.scan([holdout]);
+  assert.equal(r.items.length, 5);
+  for (const it of r.items) {
+    assert.ok(it.tier);
+    assert.ok(it.tier.ran.includes('squeeze') && it.signals.squeeze, 'squeeze runs always');
+    const inBand = it.tier.cheap_risk >= 0.1 && it.tier.cheap_risk < 0.7;
+    assert.equal(it.tier.ran.includes('cross_encoder'), inBand);
+    assert.equal(!!it.signals.cross_encoder, inBand);
+    if (!inBand) assert.match(it.tier.not_run.cross_encoder!, /cheap tier conclusive/);
+    assert.equal(typeof it.reference, 'number');
+    for (const name of ['isolation_forest', 'autoencoder', 'knn', 'mahalanobis', 'cluster', 'lid']) assert.ok(it.signals[name], name);
+  }
+  const forced = await engine.scan([holdout], { tiers: { squeeze: 'off', cross_encoder: 'always' } });
+  for (const it of forced.items) {
+    assert.deepEqual(it.tier!.ran, ['cross_encoder']);
+    assert.equal(it.tier!.not_run.squeeze, 'off');
+    assert.equal(it.signals.squeeze, undefined);
+  }
+  const all = await engine.scan([path.join(holdout, 'opencv__apple.jpg')], { allSignals: true });
+  assert.deepEqual(Object.keys(all.items[0].all_signals!).sort(), ['autoencoder', 'cluster', 'cross_encoder', 'isolation_forest', 'knn', 'lid', 'mahalanobis', 'squeeze']);
+  const bytes = fs.readFileSync(path.join(holdout, 'skimage__rocket.jpg'));
+  const one = await engine.scanBytes(bytes, { name: 'rocket', tiers: { cross_encoder: 'always' } });
+  assert.ok('tier' in one && one.tier!.ran.includes('cross_encoder'), 'in-memory items are measured from their bytes');
+});
+
+test('parallax eval: per-signal, fused and reference metrics, per family, controls apart', async () => {
+  const attacked = path.join(work, 'noise-16');
+  const control = path.join(work, 'benign-blur');
+  fs.mkdirSync(attacked);
+  fs.mkdirSync(control);
+  const holdout = path.join(demo, 'holdout');
+  const items: { output: string }[] = [];
+  for (const [i, name] of fs.readdirSync(holdout).sort().entries()) {
+    const px = await resizeForEncoder(await decodeImage(fs.readFileSync(path.join(holdout, name))), 224, 224);
+    const bytes = Buffer.from(noisy(px, 16, 100 + i).map((v) => Math.round(v * 255)));
+    const output = `${i}.png`;
+    await sharp(bytes, { raw: { width: 224, height: 224, channels: 3 } }).png().toFile(path.join(attacked, output));
+    await sharp(path.join(holdout, name)).blur(1).jpeg().toFile(path.join(control, `${i}.jpg`));
+    items.push({ output });
+  }
+  fs.writeFileSync(path.join(attacked, 'manifest.json'), JSON.stringify({ format: 'parallax.redteam/1', attack: 'noise', family: 'noise', eps: 16 / 255, items }));
+  const out = path.join(work, 'eval.json');
+  const stdout = process.stdout.write;
+  let printed = '';
+  process.stdout.write = ((chunk: string) => { printed += chunk; return true; }) as typeof process.stdout.write;
+  let code: number;
+  try {
+    code = await evalCommand(['--clean', holdout, '--attacked', attacked, '--control', control, '--json', '--quiet', '--out', out], { dataDir, config: engine.config });
+  } finally {
+    process.stdout.write = stdout;
+  }
+  assert.equal(code, 0);
+  const report = JSON.parse(printed);
+  assert.deepEqual(JSON.parse(fs.readFileSync(out, 'utf8')), report);
+  const keys = ['auroc', 'tpr_at_1pct_fpr', 'tpr_at_5pct_fpr'];
+  const has = (m: Record<string, unknown>, what: string) => keys.forEach((k) => assert.equal(typeof m[k], 'number', `${what}.${k}`));
+  has(report.fused, 'fused');
+  has(report.reference, 'reference');
+  for (const s of ['isolation_forest', 'knn', 'lid', 'squeeze', 'cross_encoder']) has(report.signals[s], `signals.${s}`);
+  has(report.families.noise.fused, 'families.noise.fused');
+  has(report.families.noise.reference, 'families.noise.reference');
+  assert.equal(report.families.noise.n, 5);
+  assert.equal(report.families['benign-blur'].control, true);
+  assert.equal(report.fused.n_attacked, 5, 'controls are not pooled with attacks');
+  assert.equal(report.clean.n, 5);
+  assert.equal(typeof report.families.noise.fused.block_rate, 'number');
+  const recorded = (engine.store.db.prepare("SELECT COUNT(*) AS n FROM verdicts WHERE source = 'eval'").get() as { n: number }).n;
+  assert.equal(recorded, 15);
+});
