@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { mulberry32 } from '../../../shared/math/rng.js';
-import { DEFAULT_BASELINE, type Engine } from '../engine.js';
+import { DEFAULT_BASELINE, type Engine, type ScanReport } from '../engine.js';
 import { demoDir } from '../paths.js';
 import type { ProgressBar } from './progress.js';
 
@@ -48,6 +48,39 @@ export async function runDemo(engine: Engine, opts: { json: boolean; progress: P
     );
   }
   return 0;
+}
+
+/**
+ * The same demo set for the workbench (`parallax serve` on an empty data folder): baseline,
+ * training (through `train`, so the caller can keep it off its event loop) and the demo
+ * suspects, with progress and cancellation, and no terminal output.
+ */
+export async function loadDemoSet(
+  engine: Engine,
+  opts: {
+    train: () => Promise<unknown>;
+    onProgress?: (fraction: number, detail: string) => void;
+    signal?: AbortSignal;
+  },
+): Promise<ScanReport> {
+  const demo = demoDir();
+  const report = (from: number, to: number, detail: string) => (p: { done: number; total: number }) =>
+    opts.onProgress?.(from + (to - from) * (p.total ? p.done / p.total : 0), detail);
+  const baseline = engine.store.findBaseline(DEFAULT_BASELINE);
+  if (!baseline || engine.store.baselineSize(baseline.id) === 0) {
+    await engine.addToBaseline([path.join(demo, 'baseline')], {
+      signal: opts.signal,
+      onProgress: report(0, 0.45, 'demo: embedding the baseline photos'),
+    });
+  }
+  const b = engine.store.findBaseline(DEFAULT_BASELINE)!;
+  if (!engine.store.activeDetectorSet(b.id)) {
+    opts.onProgress?.(0.5, 'demo: training detectors');
+    await opts.train();
+  }
+  const suspects = path.join(engine.dataDir, 'demo-suspects');
+  await writeDemoSuspects(suspects, path.join(demo, 'holdout'));
+  return engine.scan([suspects], { source: 'demo', signal: opts.signal, onProgress: report(0.85, 1, 'demo: scanning the demo suspects') });
 }
 
 /** Held-out clean photos plus generated items a baseline of photos should find unusual. */

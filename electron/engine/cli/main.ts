@@ -37,6 +37,10 @@ Usage:
   parallax config [--check FILE]                      print the effective configuration, or check a file
   parallax bench [--images DIR] [--limit N] [--json]  encoder and whole-scan throughput, latency, memory
   parallax demo                                       load the bundled demo set, train, and scan demo suspects
+  parallax serve [--port N] [--no-demo]               the workbench in a browser (URL with token on the first line)
+  parallax start                                      the desktop workbench, or 'serve' where Electron cannot start
+  parallax eval --clean DIR --attacked DIR [...] [--json]
+                                                      detection rates per signal, fused and reference, per attack family
   parallax mcp serve                                  MCP server (stdio): scan_media, get_verdict, list_flagged
   parallax redteam <images...> --attack NAME --eps E --out DIR [--target FILE]
                                                       attacked images + manifest against the active encoder
@@ -66,6 +70,12 @@ const DELEGATED: Record<string, () => Promise<DelegatedCommand>> = {
     const { redteamCommand } = await import('./redteam-command.js');
     return (argv, ctx) => redteamCommand(argv, { dataDir: ctx.dataDir, config: ctx.config ?? dataDirConfig(ctx.dataDir) });
   },
+  eval: async () => {
+    const { evalCommand } = await import('./eval-command.js');
+    return (argv, ctx) => evalCommand(argv, { dataDir: ctx.dataDir, config: ctx.config ?? dataDirConfig(ctx.dataDir) });
+  },
+  serve: async () => (await import('./serve-command.js')).serveCommand,
+  start: async () => (await import('./start-command.js')).startCommand,
 };
 
 /** The data folder's config.yaml, or the defaults where there is none yet. */
