@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { before, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { defaultConfigYaml } from '../shared/config.js';
 import { DETECTION_SIGNALS } from '../shared/detectors/signals.js';
 import { runCli } from './helpers/cli.js';
 import { repoRoot } from './helpers/repo-root.js';
@@ -124,4 +125,34 @@ test('train refuses a baseline below min_samples and says how many are needed', 
   const train = await runCli(['train', '--data-dir', dir, '--quiet']);
   assert.equal(train.code, 1);
   assert.match(train.stderr, /5\b.*50|50\b.*5\b/);
+});
+
+test('with the embedding cache off, baseline items are still stored (they are the training data) and scanned items are not', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parallax-nocache-'));
+  const config = path.join(dir, 'config.yaml');
+  assert.match(defaultConfigYaml(), /cache_embeddings: true/);
+  fs.writeFileSync(config, defaultConfigYaml().replace('cache_embeddings: true', 'cache_embeddings: false'));
+  const opts = ['--data-dir', dir, '--quiet'];
+  const add = await runCli(['baseline', 'add', path.join(demo, 'baseline'), ...opts]);
+  assert.equal(add.code, 0, add.stderr);
+  const train = await runCli(['train', ...opts]);
+  assert.equal(train.code, 0, train.stderr);
+  const scan = await runCli(['scan', '--json', path.join(demo, 'holdout'), ...opts]);
+  assert.ok([0, 10, 20].includes(scan.code), scan.stderr);
+  assert.equal(JSON.parse(scan.stdout).items.length, 5);
+  const db = new Database(path.join(dir, 'parallax.db'), { readonly: true });
+  const stored = (db.prepare('SELECT COUNT(DISTINCT item_id) AS n FROM embeddings').get() as { n: number }).n;
+  db.close();
+  assert.equal(stored, 50);
+});
+
+test('a command line of hundreds of files (a shell glob) runs: onnxruntime would crash on a ~28 KB command line', async () => {
+  const missing = Array.from({ length: 700 }, (_, i) => path.join(os.tmpdir(), 'parallax-missing', 'a-rather-long-folder-name-for-a-missing-image', `image-${i}.png`));
+  assert.ok(missing.join(' ').length > 40_000);
+  const res = await runCli(['scan', '--json', ...missing, ...dd]);
+  assert.equal(res.code, 3, res.stderr);
+  const report = JSON.parse(res.stdout) as { errors: { path: string; reason: string }[] };
+  assert.equal(report.errors.length, 700);
+  assert.deepEqual(report.errors.map((e) => e.path).sort(), [...missing].sort());
+  assert.match(report.errors[0].reason, /does not exist/);
 });

@@ -116,6 +116,8 @@ interface PreparedItem {
   pixels2?: Float32Array;
   /** Original bytes of an in-memory item, so an expensive signal can decode it again. */
   bytes?: Uint8Array;
+  /** Store its embedding even with the cache off: baseline items are the training data. */
+  persist?: boolean;
   error?: ItemError;
 }
 
@@ -267,12 +269,13 @@ export class Engine {
     return this.secondarySizeCache;
   }
 
-  private measurer(squeeze: SqueezeParams | null, cross: boolean): ExpensiveMeasurer {
+  /** `forBaseline`: baseline features are training data and are stored whatever the cache says. */
+  private measurer(squeeze: SqueezeParams | null, cross: boolean, forBaseline = false): ExpensiveMeasurer {
     return new ExpensiveMeasurer(this.store, {
       squeeze,
       secondary: cross ? () => this.secondaryEncoder() : null,
       limits: this.limits,
-      persist: this.cfg.performance.cache_embeddings,
+      persist: forBaseline || this.cfg.performance.cache_embeddings,
     });
   }
 
@@ -285,7 +288,7 @@ export class Engine {
     const cross = this.crossEncoderEnabled();
     const good = items.filter((i) => !i.error && i.vector);
     if ((!squeeze && !cross) || good.length === 0) return;
-    await this.measurer(squeeze, cross).measure(
+    await this.measurer(squeeze, cross, true).measure(
       good.map(toMeasureItem),
       good.map(() => ({ squeeze: !!squeeze, secondary: cross })),
       encoder,
@@ -411,7 +414,7 @@ export class Engine {
       }
     }
     if (!squeeze && !secondaryId) return { options: {}, squeeze, notes };
-    const measurer = this.measurer(squeeze, !!secondaryId);
+    const measurer = this.measurer(squeeze, !!secondaryId, true);
     const features: ItemFeatures[] = members.map((m) => measurer.cached(m, encoder.id, secondaryId));
     const missing = members
       .map((_, i) => i)
@@ -785,7 +788,7 @@ export class Engine {
         { sha256, modality: 'image', mime: img.mime, width: img.width, height: img.height, bytes: img.bytes, path: name },
         source,
       );
-      return { path: name, sha256, itemId: row.id, started, pixels, pixels2 };
+      return { path: name, sha256, itemId: row.id, started, pixels, pixels2, persist: source === 'baseline' };
     } catch (err) {
       return errorItem(label, started, describeError(err), errorCode(err));
     }
@@ -811,7 +814,7 @@ export class Engine {
           todo.forEach((t, i) => {
             t.vector = vectors[i];
             if (!keepPixels) t.pixels = undefined;
-            if (this.cfg.performance.cache_embeddings) this.store.putEmbedding(t.itemId, encoder.id, vectors[i]);
+            if (t.persist || this.cfg.performance.cache_embeddings) this.store.putEmbedding(t.itemId, encoder.id, vectors[i]);
           });
         });
       } catch (err) {
@@ -820,7 +823,7 @@ export class Engine {
           try {
             const [v] = await encoder.embedPixels(t.pixels!, 1);
             t.vector = v;
-            if (this.cfg.performance.cache_embeddings) this.store.putEmbedding(t.itemId, encoder.id, v);
+            if (t.persist || this.cfg.performance.cache_embeddings) this.store.putEmbedding(t.itemId, encoder.id, v);
           } catch (inner) {
             t.error = { path: t.path ?? '<bytes>', reason: `encoder failed: ${describeError(inner)}`, code: 'encoder' };
           }
