@@ -1,9 +1,11 @@
-// `parallax demo` (and `npm start` until the workbench lands): on an empty data folder,
+// `parallax demo` (and the workbench's first start): on an empty data folder,
 // build the demo baseline from the bundled licence-clean photos, train, then scan a few
-// demo suspects: held-out clean photos and generated oddities.
+// demo suspects: held-out clean photos, generated oddities and red-team attacks.
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
+import { runRedteam } from '../redteam/run.js';
+import type { AttackName } from '../redteam/attacks.js';
 import { mulberry32 } from '../../../shared/math/rng.js';
 import { DEFAULT_BASELINE, type Engine, type ScanReport } from '../engine.js';
 import { demoDir } from '../paths.js';
@@ -30,6 +32,8 @@ export async function runDemo(engine: Engine, opts: { json: boolean; progress: P
   }
   const suspects = path.join(engine.dataDir, 'demo-suspects');
   await writeDemoSuspects(suspects, path.join(demo, 'holdout'));
+  log('demo: attacking a held-out photo with the red team (square 8/255, patch, typographic)');
+  await writeRedteamSuspects(engine, suspects, path.join(demo, 'holdout'));
   log(`demo: scanning ${suspects}`);
   const report = await engine.scan([suspects], {
     source: 'demo',
@@ -80,6 +84,8 @@ export async function loadDemoSet(
   }
   const suspects = path.join(engine.dataDir, 'demo-suspects');
   await writeDemoSuspects(suspects, path.join(demo, 'holdout'));
+  opts.onProgress?.(0.7, 'demo: attacking a held-out photo with the red team');
+  await writeRedteamSuspects(engine, suspects, path.join(demo, 'holdout'), opts.signal);
   return engine.scan([suspects], { source: 'demo', signal: opts.signal, onProgress: report(0.85, 1, 'demo: scanning the demo suspects') });
 }
 
@@ -124,5 +130,32 @@ async function writeDemoSuspects(dir: string, holdout: string): Promise<void> {
   for (const [name, make] of Object.entries(generated)) {
     const dest = path.join(dir, name);
     if (!fs.existsSync(dest)) fs.writeFileSync(dest, await make());
+  }
+}
+
+/**
+ * Red-team suspects, so a new user sees what the detectors are for: one held-out photo under a
+ * score-based L-inf attack (square, 8/255), an adversarial patch, and typographic injection,
+ * all crafted against the active encoder. A few seconds on a laptop CPU; written once.
+ */
+async function writeRedteamSuspects(engine: Engine, dir: string, holdout: string, signal?: AbortSignal): Promise<void> {
+  const source = path.join(holdout, fs.readdirSync(holdout).sort()[1]);
+  const attacks: { attack: AttackName; eps: number; steps?: number }[] = [
+    { attack: 'square', eps: 8 / 255, steps: 300 },
+    { attack: 'patch', eps: 0, steps: 300 },
+    { attack: 'typographic', eps: 0 },
+  ];
+  const encoder = await engine.encoder();
+  for (const a of attacks) {
+    const dest = path.join(dir, `redteam__${a.attack}.png`);
+    if (fs.existsSync(dest)) continue;
+    const out = fs.mkdtempSync(path.join(dir, '.redteam-'));
+    try {
+      const manifest = await runRedteam({ files: [source], attack: a.attack, eps: a.eps, steps: a.steps, out, encoder, seed: 1, signal });
+      const written = manifest.items[0];
+      if (written) fs.renameSync(path.join(out, written.output), dest);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
   }
 }
