@@ -22,6 +22,7 @@ import { blockingWarnings, Models } from './models.js';
 import * as Q from './queries.js';
 import { SimilarityIndex } from './similar.js';
 import { runInEngineChild } from './child-runner.js';
+import { RetrainScheduler } from './schedule.js';
 import type { PreviewOutcome, RescanOutcome, RunRequest } from './engine-child.js';
 
 export interface WorkbenchOptions {
@@ -34,6 +35,8 @@ export interface WorkbenchOptions {
   transport: string;
   /** Load the demo set when the data folder has no baseline at all (first start). */
   demo?: boolean;
+  /** How often the retrain schedule is checked; 0 turns the schedule off. Default 5 minutes. */
+  scheduleCheckMs?: number;
 }
 
 type Handlers = { [M in ApiMethod]: (req: ParsedReq<M>) => Promise<Res<M>> };
@@ -42,6 +45,7 @@ export class WorkbenchService {
   readonly events = new EventBus();
   readonly jobs: JobManager;
   readonly media: MediaLibrary;
+  readonly scheduler: RetrainScheduler;
   private readonly sets: DetectorSetCache;
   private readonly models: Models;
   private readonly similarity: SimilarityIndex;
@@ -59,6 +63,18 @@ export class WorkbenchService {
     this.mapBuilder = new MapBuilder(engine.store);
     this.analyst = opts.analyst ?? defaultAnalyst();
     this.handlers = this.makeHandlers();
+    this.scheduler = new RetrainScheduler({
+      store: engine.store,
+      updateFrequencyHours: engine.config.embedding_anomaly_detection.baseline.update_frequency_hours,
+      plan: async (baseline) => this.models.plan(baseline, await this.encoderId(baseline).catch(() => null)),
+      retrain: async (baseline) => {
+        await this.call('retrain', { baseline, analyst: 'scheduler' });
+      },
+      retrainPending: (baseline) =>
+        (engine.store.db.prepare(`SELECT params FROM jobs WHERE kind = 'retrain' AND state IN ('queued','running')`).all() as { params: string }[]).some(
+          (j) => (JSON.parse(j.params) as { baseline?: string }).baseline === baseline,
+        ),
+    });
   }
 
   static async create(opts: WorkbenchOptions): Promise<WorkbenchService> {
@@ -68,6 +84,8 @@ export class WorkbenchService {
       scan: (p) => service.scanRun(p as ParsedReq<'scan'>),
     });
     if (opts.demo && opts.engine.store.listBaselines().length === 0) service.startDemo();
+    const every = opts.scheduleCheckMs ?? 5 * 60_000;
+    if (every > 0) service.scheduler.start(every);
     // Loading the encoder's session blocks for a moment: do it now, not in someone's request.
     void opts.engine.encoder().catch(() => undefined);
     return service;
@@ -95,6 +113,7 @@ export class WorkbenchService {
   }
 
   async close(): Promise<void> {
+    this.scheduler.stop();
     await this.jobs.shutdown();
   }
 
