@@ -2,6 +2,7 @@
 // (the rest of the baseline, scanned items) is placed with `transform`, so a point's position
 // depends on the baseline and not on what else arrived that day.
 import { UMAP } from 'umap-js';
+import { mulberry32 } from '../../../shared/math/rng.js';
 import type { FromWorker, UmapJob } from './protocol.js';
 
 interface WorkerScope {
@@ -9,17 +10,6 @@ interface WorkerScope {
   onmessage: ((e: MessageEvent<UmapJob>) => void) | null;
 }
 const scope = self as unknown as WorkerScope;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function rows(v: Float32Array, from: number, to: number, dims: number): number[][] {
   const out: number[][] = [];
