@@ -144,6 +144,28 @@ export const configSchema = z
           })
           .strict()
           .prefault({}),
+        /** Audio items: decoded by ffmpeg, embedded by the audio encoder, scored by the baseline's audio detector set. */
+        audio: z
+          .object({
+            enabled: z.boolean().default(true),
+            /** Rate clips are decoded at; must be the encoder's (log-mel: 16000; CLAP: its processor's, usually 48000). */
+            sample_rate: z.number().int().min(8000).max(192000).default(16000),
+            /** Longer audio is refused; only the first min(60, max_seconds) seconds are analysed. */
+            max_seconds: z.number().gt(0).max(3600).default(600),
+            /** 'logmel' (built in, no weights) or 'clap' (a local CLAP model folder in clap_model_dir). */
+            encoder: z.enum(['logmel', 'clap']).default('logmel'),
+            clap_model_dir: z.string().min(1).nullable().default(null),
+          })
+          .strict()
+          .prefault({})
+          .superRefine((a, ctx) => {
+            if (a.encoder === 'clap' && !a.clap_model_dir) {
+              ctx.addIssue({ code: 'custom', path: ['clap_model_dir'], message: "required when audio.encoder is 'clap' (a local CLAP model folder)" });
+            }
+            if (a.encoder === 'logmel' && a.sample_rate !== 16000) {
+              ctx.addIssue({ code: 'custom', path: ['sample_rate'], message: `the logmel encoder works at 16000 Hz, got ${a.sample_rate}` });
+            }
+          }),
         scan: z
           .object({
             /** Nearest baseline neighbours reported with every verdict. */
@@ -251,6 +273,12 @@ embedding_anomaly_detection:
   ingest:
     max_file_mb: 50
     max_pixels: 40000000
+  audio:
+    enabled: true             # audio items (WAV, MP3, Ogg/Opus, FLAC, M4A; sniffed by bytes) get their own detector set
+    sample_rate: 16000        # decode rate; must be the encoder's (logmel: 16000)
+    max_seconds: 600          # longer audio is refused; the first 60 s are analysed
+    encoder: logmel           # logmel (built in, no weights) | clap (needs clap_model_dir)
+    clap_model_dir: null
   scan:
     neighbours: 5
 `;

@@ -24,7 +24,10 @@ import { openBackboneEncoder, openImageEncoder, type ImageEncoder } from './enco
 import { manifestPathFor, readModelManifest } from './encoders/manifest.js';
 import { defaultModelDir } from './encoders/paths.js';
 import { decodeImage, IngestError, resizeForEncoder, type IngestLimits } from './ingest/image.js';
+import { sniff } from './ingest/sniff.js';
 import { walkMedia } from './ingest/walk.js';
+import { AudioPath, audioVerdict, type AudioExtra } from './scan-audio.js';
+import type { AudioEncoder } from './audio/index.js';
 import { ExpensiveMeasurer, type MeasureItem, type MeasureNeeds } from './signals/measure.js';
 import { checkSqueezeParams, type SqueezeParams } from './signals/squeeze.js';
 import { Store, type DetectorSetRow } from './store/store.js';
@@ -94,6 +97,8 @@ export interface TrainReport {
   detector_set: { id: number; version: number; n_items: number; encoder_id: string };
   seconds: number;
   stats: unknown;
+  /** One entry per modality trained (a baseline with images and audio trains two sets). */
+  sets?: { modality: Modality; detector_set: TrainReport['detector_set']; seconds: number }[];
 }
 
 export interface EngineOptions {
@@ -117,6 +122,9 @@ interface PreparedItem {
   /** Original bytes of an in-memory item, so an expensive signal can decode it again. */
   bytes?: Uint8Array;
   error?: ItemError;
+  /** Absent: image. Audio items arrive embedded (by the audio path), with its checks in `audio`. */
+  modality?: Modality;
+  audio?: AudioExtra;
 }
 
 interface LoadedDetectorSet {
@@ -157,14 +165,18 @@ export class Engine {
   private encoderPromise: Promise<ImageEncoder> | null = null;
   private secondaryPromise: Promise<ImageEncoder> | null = null;
   private secondarySizeCache: { width: number; height: number } | null | undefined = undefined;
-  private loaded: LoadedDetectorSet | null = null;
+  private loadedSets = new Map<Modality, LoadedDetectorSet>();
+  /** Audio items: decode, audio encoder, checks beside the embedding (scan-audio.ts). */
+  readonly audio: AudioPath;
 
   private constructor(
     readonly dataDir: string,
     readonly config: ParallaxConfig,
     readonly store: Store,
     private readonly modelDir: string | undefined,
-  ) {}
+  ) {
+    this.audio = new AudioPath(store, config.embedding_anomaly_detection);
+  }
 
   static async open(opts: EngineOptions): Promise<Engine> {
     const dataDir = path.resolve(opts.dataDir);
@@ -231,6 +243,7 @@ export class Engine {
       const enc = await promise.catch(() => null);
       await enc?.close();
     }
+    await this.audio.close();
     this.store.close();
   }
 
@@ -283,7 +296,7 @@ export class Engine {
   private async measureBaselineItems(items: PreparedItem[], encoder: ImageEncoder): Promise<void> {
     const squeeze = this.configuredSqueeze();
     const cross = this.crossEncoderEnabled();
-    const good = items.filter((i) => !i.error && i.vector);
+    const good = items.filter((i) => !i.error && i.vector && !i.modality);
     if ((!squeeze && !cross) || good.length === 0) return;
     await this.measurer(squeeze, cross).measure(
       good.map(toMeasureItem),
@@ -333,8 +346,11 @@ export class Engine {
     const baseline = opts.baseline ?? DEFAULT_BASELINE;
     const b = this.store.findBaseline(baseline);
     if (!b) throw new Error(`baseline '${baseline}' does not exist: add items with 'parallax baseline add <path>'`);
+    const counts = this.store.baselineModalityCounts(b.id);
+    const audioSet = counts.audio > 0 && this.audio.enabled ? await this.trainAudio(b.id, baseline, opts) : null;
+    if (audioSet && counts.image === 0) return { ...audioSet, sets: [{ modality: 'audio', detector_set: audioSet.detector_set, seconds: audioSet.seconds }] };
     const encoder = await this.encoder();
-    const rows = this.store.baselineEmbeddings(b.id, encoder.id);
+    const rows = this.store.baselineEmbeddings(b.id, encoder.id, 'image');
     const missing = rows.filter((r) => !r.vector);
     if (missing.length > 0) {
       // The encoder changed since these items were added: re-embed from where they were found.
@@ -343,7 +359,7 @@ export class Engine {
     }
     const members: StoredDetectorSet['members'] = [];
     const vectors: Float32Array[] = [];
-    for (const r of this.store.baselineEmbeddings(b.id, encoder.id)) {
+    for (const r of this.store.baselineEmbeddings(b.id, encoder.id, 'image')) {
       if (!r.vector) continue;
       members.push({ itemId: r.itemId, sha256: r.sha256, path: r.path });
       vectors.push(r.vector);
@@ -379,13 +395,57 @@ export class Engine {
       state: gzipSync(Buffer.from(JSON.stringify(stored))),
       activate: true,
     });
-    this.loaded = null;
+    this.loadedSets.clear();
+    const detectorSet = { id: row.id, version: row.version, n_items: row.n_items, encoder_id: row.encoder_id };
     return {
       baseline,
-      detector_set: { id: row.id, version: row.version, n_items: row.n_items, encoder_id: row.encoder_id },
+      detector_set: detectorSet,
       seconds,
       stats,
+      sets: [
+        { modality: 'image', detector_set: detectorSet, seconds },
+        ...(audioSet ? [{ modality: 'audio' as const, detector_set: audioSet.detector_set, seconds: audioSet.seconds }] : []),
+      ],
     };
+  }
+
+  /** The baseline's audio detector set: the same detectors and calibration, on the audio encoder's vectors. */
+  private async trainAudio(baselineId: number, baseline: string, opts: { onProgress?: ProgressFn; signal?: AbortSignal }): Promise<TrainReport> {
+    const encoder = await this.audio.encoder();
+    const rows = this.store.baselineEmbeddings(baselineId, encoder.id, 'audio');
+    const missing = rows.filter((r) => !r.vector).map((r) => r.path).filter((p): p is string => !!p && fs.existsSync(p));
+    // Added under another audio encoder: embed again from where the files were found.
+    if (missing.length > 0) for await (const item of this.embedAll(missing, null, 'baseline', opts)) void item;
+    const members: StoredDetectorSet['members'] = [];
+    const vectors: Float32Array[] = [];
+    for (const r of this.store.baselineEmbeddings(baselineId, encoder.id, 'audio')) {
+      if (!r.vector) continue;
+      members.push({ itemId: r.itemId, sha256: r.sha256, path: r.path });
+      vectors.push(r.vector);
+    }
+    const started = performance.now();
+    const set = trainDetectorSet(vectors, {
+      ...this.trainOptions(encoder.id),
+      onProgress: (stage: string, fraction: number) =>
+        opts.onProgress?.({ stage: `train audio: ${stage}`, done: Math.round(fraction * 1000), total: 1000 }),
+      shouldCancel: () => opts.signal?.aborted ?? false,
+    });
+    throwIfAborted(opts.signal, 'training');
+    const seconds = (performance.now() - started) / 1000;
+    const stored: StoredDetectorSet = { format: 'parallax.detector-set/1', members, set: set.toJSON(), expensive: { squeeze: null, crossEncoder: null } };
+    const stats = { ...set.stats, modality: 'audio', skipped_without_embedding: rows.length - vectors.length, train_seconds: seconds };
+    const row = this.store.saveDetectorSet({
+      baselineId,
+      encoderId: encoder.id,
+      nItems: vectors.length,
+      config: this.cfg,
+      stats,
+      state: gzipSync(Buffer.from(JSON.stringify(stored))),
+      activate: true,
+      modality: 'audio',
+    });
+    this.loadedSets.clear();
+    return { baseline, detector_set: { id: row.id, version: row.version, n_items: row.n_items, encoder_id: row.encoder_id }, seconds, stats };
   }
 
   /**
@@ -506,12 +566,19 @@ export class Engine {
     };
   }
 
-  private activeSet(baseline: string): LoadedDetectorSet {
+  private activeSet(baseline: string, modality: Modality = 'image'): LoadedDetectorSet {
     const b = this.store.findBaseline(baseline);
     if (!b) throw new Error(`baseline '${baseline}' does not exist: add items with 'parallax baseline add <path>'`);
-    const row = this.store.activeDetectorSet(b.id);
-    if (!row) throw new Error(`baseline '${baseline}' has no trained detector set: run 'parallax train'`);
-    if (this.loaded?.row.id === row.id) return this.loaded;
+    const row = this.store.activeDetectorSet(b.id, modality);
+    if (!row) {
+      throw new Error(
+        modality === 'image'
+          ? `baseline '${baseline}' has no trained detector set: run 'parallax train'`
+          : `baseline '${baseline}' has no trained ${modality} detector set: add ${modality} items with 'parallax baseline add <path>' and run 'parallax train'`,
+      );
+    }
+    const cached = this.loadedSets.get(modality);
+    if (cached?.row.id === row.id) return cached;
     const stored = JSON.parse(gunzipSync(this.store.detectorSetState(row.id)).toString('utf8')) as StoredDetectorSet;
     if (stored.format !== 'parallax.detector-set/1') {
       throw new Error(`detector set ${row.id} has unknown format '${String(stored.format)}'`);
@@ -526,19 +593,23 @@ export class Engine {
       if (v) index.add(v);
       else throw new Error(`detector set ${row.id}: baseline item ${m.sha256} has lost its embedding; retrain`);
     }
-    this.loaded = { row, set, members: stored.members, index, expensive: stored.expensive ?? { squeeze: null, crossEncoder: null } };
-    return this.loaded;
+    const loaded = { row, set, members: stored.members, index, expensive: stored.expensive ?? { squeeze: null, crossEncoder: null } };
+    this.loadedSets.set(modality, loaded);
+    return loaded;
   }
 
   // ---- scanning -------------------------------------------------------------------------------
 
   async scan(paths: string[], opts: ScanOptions = {}): Promise<ScanReport> {
     const baseline = opts.baseline ?? DEFAULT_BASELINE;
-    const loaded = this.activeSet(baseline);
+    // An audio-only baseline has no image set (and the reverse): each modality's set is
+    // looked up when one of its items turns up, and an item without one is an item error.
+    const sets = this.scanSets(baseline);
+    const loaded = sets.image;
     const encoder = await this.encoder();
-    this.assertEncoderMatches(loaded, encoder);
+    if (loaded) this.assertEncoderMatches(loaded, encoder);
     const report: ScanReport = {
-      engine: this.engineInfo(baseline, encoder, loaded.row),
+      engine: this.engineInfo(baseline, loaded || !sets.audio ? encoder : await this.audio.encoder(), (loaded ?? sets.audio)?.row),
       items: [],
       errors: [],
       summary: { allow: 0, review: 0, block: 0, errors: 0 },
@@ -546,7 +617,7 @@ export class Engine {
     for await (const batch of batches(this.embedAll(paths, encoder, opts.source ?? 'cli', opts), 64)) {
       const good = batch.filter((b) => !b.error && b.vector);
       for (const bad of batch) if (bad.error) report.errors.push(bad.error);
-      const items = await this.scoreAndRecord(good, loaded, encoder, opts.source ?? 'cli', opts);
+      const items = await this.scoreByModality(good, sets, encoder, opts.source ?? 'cli', opts, report.errors);
       for (const it of items) {
         report.items.push(it);
         report.summary[it.decision]++;
@@ -556,16 +627,69 @@ export class Engine {
     return report;
   }
 
+  /** The active set of each modality, or null where the baseline has none (an error only if every one is missing). */
+  private scanSets(baseline: string): Record<'image' | 'audio', LoadedDetectorSet | null> {
+    const b = this.store.findBaseline(baseline);
+    const image = b && this.store.activeDetectorSet(b.id, 'image') ? this.activeSet(baseline, 'image') : null;
+    const audio = b && this.audio.enabled && this.store.activeDetectorSet(b.id, 'audio') ? this.activeSet(baseline, 'audio') : null;
+    if (!image && !audio) this.activeSet(baseline); // throws the usual error
+    return { image, audio };
+  }
+
+  /** Scores a batch per modality with that modality's set, keeping the batch order. */
+  private async scoreByModality(
+    items: PreparedItem[],
+    sets: Record<'image' | 'audio', LoadedDetectorSet | null>,
+    encoder: ImageEncoder,
+    source: string,
+    opts: Pick<ScanOptions, 'tiers' | 'allSignals'>,
+    errors: ItemError[],
+  ): Promise<ScanItem[]> {
+    const out = new Map<PreparedItem, ScanItem>();
+    for (const modality of ['image', 'audio'] as const) {
+      const mine = items.filter((i) => (i.modality ?? 'image') === modality);
+      if (mine.length === 0) continue;
+      const loaded = sets[modality];
+      if (!loaded) {
+        const why = `baseline has no trained ${modality} detector set: add ${modality} items with 'parallax baseline add' and run 'parallax train'`;
+        for (const i of mine) errors.push({ path: i.path ?? '<bytes>', reason: why, code: 'no_detector_set' });
+        continue;
+      }
+      const enc = modality === 'audio' ? await this.audio.encoder() : encoder;
+      if (modality === 'audio' && loaded.row.encoder_id !== enc.id) {
+        const why = `the audio detector set was trained with encoder ${loaded.row.encoder_id} but the configured audio encoder is ${enc.id}: run 'parallax train' again`;
+        for (const i of mine) errors.push({ path: i.path ?? '<bytes>', reason: why, code: 'encoder_mismatch' });
+        continue;
+      }
+      const scored = await this.scoreAndRecord(mine, loaded, enc, source, opts);
+      mine.forEach((m, k) => out.set(m, scored[k]));
+    }
+    return items.filter((i) => out.has(i)).map((i) => out.get(i)!);
+  }
+
   /** Scan one in-memory item (MCP content, upload). Errors are returned, not thrown. */
   async scanBytes(
     bytes: Uint8Array,
     opts: { name?: string; baseline?: string; source?: string; tiers?: ScanOptions['tiers'] } = {},
   ): Promise<ScanItem | ItemError> {
     const baseline = opts.baseline ?? DEFAULT_BASELINE;
+    const started = performance.now();
+    if (this.audio.enabled && sniff(bytes.subarray(0, 8192)).modality === 'audio') {
+      const b = this.store.findBaseline(baseline);
+      if (!b || !this.store.activeDetectorSet(b.id, 'audio')) {
+        const why = `baseline '${baseline}' has no trained audio detector set: add audio items with 'parallax baseline add' and run 'parallax train'`;
+        return { path: opts.name ?? '<bytes>', reason: why, code: 'no_detector_set' };
+      }
+      const sets = { image: null, audio: this.activeSet(baseline, 'audio') };
+      const prepared = await this.prepareBytes(bytes, opts.name ?? null, started, null, opts.source ?? 'api');
+      if (prepared.error) return prepared.error;
+      const errors: ItemError[] = [];
+      const [item] = await this.scoreByModality([prepared], sets, null as unknown as ImageEncoder, opts.source ?? 'api', {}, errors);
+      return item ?? errors[0];
+    }
     const loaded = this.activeSet(baseline);
     const encoder = await this.encoder();
     this.assertEncoderMatches(loaded, encoder);
-    const started = performance.now();
     const prepared = await this.prepareBytes(bytes, opts.name ?? null, started, encoder, opts.source ?? 'api');
     if (prepared.error) return prepared.error;
     const [done] = await this.encodePending([prepared], encoder);
@@ -589,7 +713,7 @@ export class Engine {
   private async scoreAndRecord(
     items: PreparedItem[],
     loaded: LoadedDetectorSet,
-    encoder: ImageEncoder,
+    encoder: ImageEncoder | AudioEncoder,
     source: string,
     opts: Pick<ScanOptions, 'tiers' | 'allSignals'> = {},
   ): Promise<ScanItem[]> {
@@ -600,7 +724,8 @@ export class Engine {
     const wanted = opts.allSignals
       ? items.map(() => set.expensiveSignals)
       : set.plan(vectors, { policy }).map((p) => p.wanted);
-    const features = await this.measureForScan(items, wanted, loaded, encoder);
+    // Audio sets have no expensive signals, so nothing is measured with the (image) encoder.
+    const features = await this.measureForScan(items, wanted, loaded, encoder as ImageEncoder);
     const scores = set.score(vectors, { features, policy });
     const everything = opts.allSignals
       ? set.score(vectors, { features, policy: { modes: { squeeze: 'always', cross_encoder: 'always' } } })
@@ -609,7 +734,7 @@ export class Engine {
     const out: ScanItem[] = [];
     this.store.transaction(() => {
       items.forEach((item, i) => {
-        const s = scores[i];
+        const s = item.modality === 'audio' ? audioVerdict(scores[i], item.audio, this.cfg.thresholds) : scores[i];
         const neighbours: Neighbour[] =
           k > 0
             ? loaded.index.search(item.vector!, k).map((h) => {
@@ -637,7 +762,7 @@ export class Engine {
         const scanItem: ScanItem = {
           path: item.path,
           sha256: item.sha256,
-          modality: 'image',
+          modality: item.modality ?? 'image',
           decision: s.decision,
           risk: s.risk,
           p: s.p,
@@ -691,7 +816,7 @@ export class Engine {
    */
   private async *embedAll(
     paths: string[],
-    encoder: ImageEncoder,
+    encoder: ImageEncoder | null,
     source: string,
     opts: { onProgress?: ProgressFn; signal?: AbortSignal },
   ): AsyncGenerator<PreparedItem> {
@@ -724,7 +849,7 @@ export class Engine {
     if (pending.length > 0) yield* flush.call(this);
   }
 
-  private async prepareFile(file: string, started: number, encoder: ImageEncoder, source: string): Promise<PreparedItem> {
+  private async prepareFile(file: string, started: number, encoder: ImageEncoder | null, source: string): Promise<PreparedItem> {
     try {
       const stat = await fs.promises.stat(file);
       if (stat.size > this.limits.maxFileBytes) {
@@ -744,7 +869,7 @@ export class Engine {
     bytes: Uint8Array,
     name: string | null,
     started: number,
-    encoder: ImageEncoder,
+    encoder: ImageEncoder | null,
     source: string,
   ): Promise<PreparedItem> {
     const label = name ?? '<bytes>';
@@ -756,6 +881,15 @@ export class Engine {
         );
       }
       const sha256 = createHash('sha256').update(bytes).digest('hex');
+      // Routing by content: audio goes to the audio path (its own encoder, embedded here).
+      if (this.audio.enabled && sniff(bytes.subarray(0, 8192)).modality === 'audio') {
+        const a = await this.audio.prepare(bytes, sha256, name, source, this.limits.maxFileBytes, {
+          cache: this.cfg.performance.cache_embeddings,
+          ttlFor: (id) => this.cacheTtlFor(id),
+        });
+        return { path: name, sha256, itemId: a.itemId, started, vector: a.vector, modality: 'audio', audio: a.extra };
+      }
+      if (!encoder) throw new IngestError('unsupported_type', 'not an audio item (the image encoder is not open here)');
       const known = this.store.itemBySha(sha256);
       if (known && this.cfg.performance.cache_embeddings) {
         const cached = this.store.cachedEmbedding(known.id, encoder.id, this.cacheTtlFor(known.id));
@@ -797,9 +931,10 @@ export class Engine {
     return inBaseline ? 0 : this.cfg.performance.cache_ttl_seconds;
   }
 
-  private async encodePending(items: PreparedItem[], encoder: ImageEncoder): Promise<PreparedItem[]> {
+  private async encodePending(items: PreparedItem[], encoder: ImageEncoder | null): Promise<PreparedItem[]> {
     const todo = items.filter((i) => i.pixels);
     if (todo.length > 0) {
+      if (!encoder) throw new Error('encodePending: image items without an image encoder');
       const size = encoder.inputSize.width * encoder.inputSize.height * 3;
       const pixels = new Float32Array(size * todo.length);
       todo.forEach((t, i) => pixels.set(t.pixels!, i * size));
@@ -834,7 +969,7 @@ export class Engine {
 
   // ---- status ---------------------------------------------------------------------------------
 
-  engineInfo(baseline: string, encoder: ImageEncoder, row: DetectorSetRow | undefined): EngineInfo {
+  engineInfo(baseline: string, encoder: Pick<ImageEncoder, 'id' | 'provider' | 'providerNote'>, row: DetectorSetRow | undefined): EngineInfo {
     return {
       version: ENGINE_VERSION,
       encoder_id: encoder.id,

@@ -25,10 +25,10 @@ export const EXIT = {
   block: 20,
 } as const;
 
-const USAGE = `parallax — embedding anomaly detection for images (SAFE-M-51)
+const USAGE = `parallax — embedding anomaly detection for images and audio (SAFE-M-51)
 
 Usage:
-  parallax baseline add <path...> [--baseline NAME]   add files or folders (recursive) to a baseline
+  parallax baseline add <path...> [--baseline NAME]   add files or folders (recursive; images and audio) to a baseline
   parallax baseline list                              baselines and their sizes
   parallax train [--baseline NAME]                    fit and calibrate the detectors on a baseline
   parallax scan <path...> [--json] [--baseline NAME]  verdicts (allow / review / block) with reasons
@@ -44,6 +44,8 @@ Usage:
   parallax mcp serve                                  MCP server (stdio): scan_media, get_verdict, list_flagged
   parallax redteam <images...> --attack NAME --eps E --out DIR [--target FILE]
                                                       attacked images + manifest against the active encoder
+  parallax redteam <audio...> --attack audio-noise|audio-ultrasonic|audio-spsa --out DIR [--eps E]
+                                                      perturbed audio (WAV) + manifest, for 'parallax eval'
   parallax mcp guard [options] -- <server command>    MCP proxy that scans images and audio on their way to the model
 
 Global options:
@@ -174,10 +176,11 @@ export async function main(argv: string[]): Promise<number> {
         progress.done();
         if (values.json) printJson(report);
         else {
-          const d = report.detector_set;
-          process.stdout.write(
-            `trained detector set v${d.version} on ${d.n_items} items of baseline '${report.baseline}' in ${report.seconds.toFixed(1)} s (encoder ${d.encoder_id})\n`,
-          );
+          for (const { modality, detector_set: d, seconds } of report.sets ?? [{ modality: 'image', detector_set: report.detector_set, seconds: report.seconds }]) {
+            process.stdout.write(
+              `trained ${modality === 'image' ? '' : `${modality} `}detector set v${d.version} on ${d.n_items} items of baseline '${report.baseline}' in ${seconds.toFixed(1)} s (encoder ${d.encoder_id})\n`,
+            );
+          }
         }
         return EXIT.ok;
       }

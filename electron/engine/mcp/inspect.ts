@@ -227,7 +227,11 @@ export function scanFailedNotice(kind: MediaKind, reason: string, sha256: string
 /** Why a scan of `kind` failed, in words an analyst can act on. */
 export function failureReason(kind: MediaKind, error: ItemError | string): string {
   const why = typeof error === 'string' ? error : `${error.reason} [${error.code}]`;
-  // The engine scans images only: audio and video are named as unsupported rather than as broken.
-  if (kind !== 'image') return `${kind} scanning is not available: this Parallax scans images only (engine said: ${why})`;
+  // Audio is scanned against the baseline's audio detector set; without one (or with audio
+  // turned off) it is named as unsupported rather than as broken. Video is not scanned here yet.
+  if (kind === 'video') return `video scanning is not available: this Parallax scans images and audio (engine said: ${why})`;
+  if (kind === 'audio' && typeof error !== 'string' && ['no_detector_set', 'not_media', 'unsupported_type'].includes(error.code)) {
+    return `audio scanning is not available: the baseline has no audio detector set, or audio is turned off (engine said: ${why})`;
+  }
   return why;
 }

@@ -165,4 +165,14 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'one active detector set per baseline and modality',
+    sql: `
+      -- A baseline holding images and audio trains one detector set per modality (each with
+      -- its own encoder); activation is per (baseline, modality). Older sets are image sets.
+      ALTER TABLE detector_sets ADD COLUMN modality TEXT NOT NULL DEFAULT 'image';
+      CREATE INDEX detector_sets_active ON detector_sets(baseline_id, modality, active);
+    `,
+  },
 ];
