@@ -166,6 +166,19 @@ export const configSchema = z
               ctx.addIssue({ code: 'custom', path: ['sample_rate'], message: `the logmel encoder works at 16000 Hz, got ${a.sample_rate}` });
             }
           }),
+        /** Video items: frames sampled and scored with the image detector set, plus temporal consistency and the audio track. */
+        video: z
+          .object({
+            enabled: z.boolean().default(true),
+            /** Grid frames sampled per second. */
+            fps: z.number().gt(0).max(60).default(2),
+            /** At most this many grid frames per video (a few pixel-screened frames come on top). */
+            max_frames: z.number().int().min(3).max(1000).default(32),
+            /** Longer video is refused. */
+            max_seconds: z.number().gt(0).max(36_000).default(600),
+          })
+          .strict()
+          .prefault({}),
         scan: z
           .object({
             /** Nearest baseline neighbours reported with every verdict. */
@@ -279,6 +292,11 @@ embedding_anomaly_detection:
     max_seconds: 600          # longer audio is refused; the first 60 s are analysed
     encoder: logmel           # logmel (built in, no weights) | clap (needs clap_model_dir)
     clap_model_dir: null
+  video:
+    enabled: true             # video items (MP4, WebM, MKV, AVI...): frames x image detector set + temporal + audio track
+    fps: 2                    # grid frames per second
+    max_frames: 32            # cap on grid frames per video
+    max_seconds: 600          # longer video is refused
   scan:
     neighbours: 5
 `;

@@ -27,6 +27,7 @@ import { decodeImage, IngestError, resizeForEncoder, type IngestLimits } from '.
 import { sniff } from './ingest/sniff.js';
 import { walkMedia } from './ingest/walk.js';
 import { AudioPath, audioVerdict, type AudioExtra } from './scan-audio.js';
+import { VideoPath, type VideoExtra, type VideoFrameReport } from './scan-video.js';
 import type { AudioEncoder } from './audio/index.js';
 import { ExpensiveMeasurer, type MeasureItem, type MeasureNeeds } from './signals/measure.js';
 import { checkSqueezeParams, type SqueezeParams } from './signals/squeeze.js';
@@ -63,6 +64,10 @@ export interface ScanItem {
   tier?: TierReport;
   /** Only with `allSignals`: every trained signal, including those the policy left out of the decision. */
   all_signals?: Record<string, SignalResult>;
+  /** Video: the frames that drove the verdict (sample index, source frame, timestamp, why). */
+  frames?: VideoFrameReport[];
+  /** What could not be judged and why (e.g. a video's audio track without an audio set). */
+  notes?: string[];
 }
 
 /** Secondary encoders for the cross-encoder signal: config name → built artifact. */
@@ -125,6 +130,7 @@ interface PreparedItem {
   /** Absent: image. Audio items arrive embedded (by the audio path), with its checks in `audio`. */
   modality?: Modality;
   audio?: AudioExtra;
+  video?: VideoExtra;
 }
 
 interface LoadedDetectorSet {
@@ -168,6 +174,8 @@ export class Engine {
   private loadedSets = new Map<Modality, LoadedDetectorSet>();
   /** Audio items: decode, audio encoder, checks beside the embedding (scan-audio.ts). */
   readonly audio: AudioPath;
+  /** Video items: frames through the image set, temporal consistency, audio track (scan-video.ts). */
+  readonly video: VideoPath;
 
   private constructor(
     readonly dataDir: string,
@@ -176,6 +184,7 @@ export class Engine {
     private readonly modelDir: string | undefined,
   ) {
     this.audio = new AudioPath(store, config.embedding_anomaly_detection);
+    this.video = new VideoPath(store, config.embedding_anomaly_detection);
   }
 
   static async open(opts: EngineOptions): Promise<Engine> {
@@ -397,6 +406,8 @@ export class Engine {
     });
     this.loadedSets.clear();
     const detectorSet = { id: row.id, version: row.version, n_items: row.n_items, encoder_id: row.encoder_id };
+    const videoCal = counts.video > 0 && this.video.enabled ? this.video.train(b.id, encoder.id) : null;
+    if (videoCal && 'reason' in videoCal) stats.expensive_notes.push(videoCal.reason);
     return {
       baseline,
       detector_set: detectorSet,
@@ -405,6 +416,9 @@ export class Engine {
       sets: [
         { modality: 'image', detector_set: detectorSet, seconds },
         ...(audioSet ? [{ modality: 'audio' as const, detector_set: audioSet.detector_set, seconds: audioSet.seconds }] : []),
+        ...(videoCal && 'id' in videoCal
+          ? [{ modality: 'video' as const, detector_set: { id: videoCal.id, version: videoCal.id, n_items: videoCal.n, encoder_id: encoder.id }, seconds: 0 }]
+          : []),
       ],
     };
   }
@@ -646,6 +660,12 @@ export class Engine {
     errors: ItemError[],
   ): Promise<ScanItem[]> {
     const out = new Map<PreparedItem, ScanItem>();
+    const videos = items.filter((i) => i.modality === 'video');
+    if (videos.length > 0) {
+      if (!sets.image) {
+        for (const i of videos) errors.push({ path: i.path ?? '<bytes>', reason: "baseline has no trained image detector set: video frames are judged by it ('parallax baseline add' photos, then 'parallax train')", code: 'no_detector_set' });
+      } else for (const v of videos) out.set(v, await this.scoreVideo(v, sets.image, sets.audio, encoder, source));
+    }
     for (const modality of ['image', 'audio'] as const) {
       const mine = items.filter((i) => (i.modality ?? 'image') === modality);
       if (mine.length === 0) continue;
@@ -695,7 +715,37 @@ export class Engine {
     const [done] = await this.encodePending([prepared], encoder);
     if (done.error) return done.error;
     done.bytes = bytes;
+    if (done.modality === 'video') {
+      const b = this.store.findBaseline(baseline)!;
+      const audioSet = this.audio.enabled && this.store.activeDetectorSet(b.id, 'audio') ? this.activeSet(baseline, 'audio') : null;
+      return this.scoreVideo(done, loaded, audioSet, encoder, opts.source ?? 'api');
+    }
     return (await this.scoreAndRecord([done], loaded, encoder, opts.source ?? 'api', { tiers: opts.tiers }))[0];
+  }
+
+  /** One verdict per video (scan-video.ts), recorded against the image set its frames were judged by. */
+  private async scoreVideo(item: PreparedItem, loaded: LoadedDetectorSet, audioSet: LoadedDetectorSet | null, encoder: ImageEncoder, source: string): Promise<ScanItem> {
+    const audioEnc = audioSet ? await this.audio.encoder() : null;
+    const temporal = this.video.temporalModel(loaded.row.baseline_id, encoder.id);
+    const audio = audioSet && audioEnc && audioSet.row.encoder_id === audioEnc.id ? { set: audioSet.set, encoder: audioEnc } : null;
+    const { score: s, frames, notes } = await this.video.score(item.video!, loaded.set, encoder.id, temporal, audio);
+    const k = this.cfg.scan.neighbours;
+    const neighbours: Neighbour[] = k > 0
+      ? loaded.index.search(item.vector!, k).map((h) => {
+          const m = loaded.members[h.index];
+          return { itemId: m.itemId, sha256: m.sha256, path: m.path, distance: round(h.distance, 6) };
+        })
+      : [];
+    const durationMs = performance.now() - item.started;
+    const signals = s.signals as Record<string, SignalResult>;
+    const verdictId = this.store.recordVerdict({
+      itemId: item.itemId, detectorSetId: loaded.row.id, encoderId: encoder.id, provider: encoder.provider, engineVersion: ENGINE_VERSION,
+      risk: s.risk, p: s.p, decision: s.decision, signals, neighbours, source, path: item.path, durationMs,
+    });
+    return {
+      path: item.path, sha256: item.sha256, modality: 'video', decision: s.decision, risk: s.risk, p: s.p, signals, neighbours,
+      verdict_id: verdictId, duration_ms: round(durationMs, 2), reference: null, tier: s.tier, frames, notes,
+    };
   }
 
   private assertEncoderMatches(loaded: LoadedDetectorSet, encoder: ImageEncoder): void {
@@ -890,6 +940,12 @@ export class Engine {
         return { path: name, sha256, itemId: a.itemId, started, vector: a.vector, modality: 'audio', audio: a.extra };
       }
       if (!encoder) throw new IngestError('unsupported_type', 'not an audio item (the image encoder is not open here)');
+      if (this.video.enabled && sniff(bytes.subarray(0, 8192)).modality === 'video') {
+        const v = await this.video.prepare(bytes, encoder, this.audio, this.limits.maxFileBytes);
+        const row = this.store.upsertItem({ sha256, modality: 'video', mime: v.mime, width: v.width, height: v.height, bytes: bytes.byteLength, path: name }, source);
+        this.video.saveSeries(row.id, encoder.id, v.extra.series);
+        return { path: name, sha256, itemId: row.id, started, vector: v.vector, modality: 'video', video: v.extra };
+      }
       const known = this.store.itemBySha(sha256);
       if (known && this.cfg.performance.cache_embeddings) {
         const cached = this.store.cachedEmbedding(known.id, encoder.id, this.cacheTtlFor(known.id));
