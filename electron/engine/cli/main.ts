@@ -372,6 +372,13 @@ function printScan(report: ScanReport): void {
     process.stdout.write(
       `${item.decision.padEnd(6)} risk ${item.risk.toFixed(2)}  ${item.path ?? item.sha256}${top ? `  (${top})` : ''}\n`,
     );
+    // Rule-based checks (weight 0, so never among the shares above) when they fired, and the
+    // frames that drove a video's verdict.
+    for (const name of ['ultrasonic', 'ocr_instructions', 'clip_agreement']) {
+      const c = item.signals[name];
+      if (c && (c.risk >= 0.4 || name === 'clip_agreement')) process.stdout.write(`       ${name} ${c.raw.toFixed(2)}${c.detail ? `: ${c.detail}` : ''}\n`);
+    }
+    for (const f of item.frames ?? []) process.stdout.write(`       frame ${f.index} (source frame ${f.source_frame}, ${f.time_s.toFixed(2)} s): ${f.why}\n`);
   }
   printErrors(report.errors);
   const s = report.summary;
