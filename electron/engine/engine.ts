@@ -28,6 +28,7 @@ import { sniff } from './ingest/sniff.js';
 import { walkMedia } from './ingest/walk.js';
 import { AudioPath, audioVerdict, foldCheck, type AudioExtra } from './scan-audio.js';
 import { OcrPath, ocrDetail, type OcrFinding } from './scan-ocr.js';
+import { ClipPath, clipDetail, sidecarCaption, type ClipFinding } from './scan-clip.js';
 import { VideoPath, type VideoExtra, type VideoFrameReport } from './scan-video.js';
 import type { AudioEncoder } from './audio/index.js';
 import { ExpensiveMeasurer, type MeasureItem, type MeasureNeeds } from './signals/measure.js';
@@ -135,6 +136,8 @@ interface PreparedItem {
   audio?: AudioExtra;
   video?: VideoExtra;
   ocr?: OcrFinding;
+  clip?: ClipFinding;
+  notes?: string[];
 }
 
 interface LoadedDetectorSet {
@@ -169,6 +172,8 @@ export interface ScanOptions {
   tiers?: Partial<Record<ExpensiveSignalName, TierMode>>;
   /** Measure every expensive signal for every item and report them all in `all_signals` (eval). */
   allSignals?: boolean;
+  /** Text accompanying the images (a caption): judged against them by the CLIP agreement check. */
+  text?: string;
 }
 
 export class Engine {
@@ -182,6 +187,8 @@ export class Engine {
   readonly video: VideoPath;
   /** The OCR signal (opt-in), scan-ocr.ts. */
   readonly ocr: OcrPath;
+  /** CLIP image–text agreement (cross_modal.clip_model_dir), scan-clip.ts. */
+  readonly clip: ClipPath;
 
   private constructor(
     readonly dataDir: string,
@@ -192,6 +199,7 @@ export class Engine {
     this.audio = new AudioPath(store, config.embedding_anomaly_detection);
     this.video = new VideoPath(store, config.embedding_anomaly_detection);
     this.ocr = new OcrPath(config.embedding_anomaly_detection);
+    this.clip = new ClipPath(store, config.embedding_anomaly_detection);
   }
 
   static async open(opts: EngineOptions): Promise<Engine> {
@@ -261,6 +269,7 @@ export class Engine {
     }
     await this.audio.close();
     await this.ocr.close();
+    await this.clip.close();
     this.store.close();
   }
 
@@ -403,6 +412,11 @@ export class Engine {
       },
     };
     const stats = { ...set.stats, skipped_without_embedding: skipped, train_seconds: seconds, expensive_notes: expensive.notes };
+    if (this.clip.enabled) {
+      const c = await this.clip.train(b.id, members.map((m) => m.path), this.limits);
+      if ('reason' in c) stats.expensive_notes.push(c.reason);
+      else (stats as Record<string, unknown>).clip_agreement = { calibration: c.id, pairs: c.n, auroc: c.auroc };
+    }
     const row = this.store.saveDetectorSet({
       baselineId: b.id,
       encoderId: encoder.id,
@@ -639,6 +653,7 @@ export class Engine {
     for await (const batch of batches(this.embedAll(paths, encoder, opts.source ?? 'cli', opts), 64)) {
       const good = batch.filter((b) => !b.error && b.vector);
       for (const bad of batch) if (bad.error) report.errors.push(bad.error);
+      await this.attachClip(good, baseline, opts.text);
       const items = await this.scoreByModality(good, sets, encoder, opts.source ?? 'cli', opts, report.errors);
       for (const it of items) {
         report.items.push(it);
@@ -698,7 +713,7 @@ export class Engine {
   /** Scan one in-memory item (MCP content, upload). Errors are returned, not thrown. */
   async scanBytes(
     bytes: Uint8Array,
-    opts: { name?: string; baseline?: string; source?: string; tiers?: ScanOptions['tiers'] } = {},
+    opts: { name?: string; baseline?: string; source?: string; tiers?: ScanOptions['tiers']; text?: string } = {},
   ): Promise<ScanItem | ItemError> {
     const baseline = opts.baseline ?? DEFAULT_BASELINE;
     const started = performance.now();
@@ -723,6 +738,7 @@ export class Engine {
     const [done] = await this.encodePending([prepared], encoder);
     if (done.error) return done.error;
     done.bytes = bytes;
+    await this.attachClip([done], baseline, opts.text);
     if (done.modality === 'video') {
       const b = this.store.findBaseline(baseline)!;
       const audioSet = this.audio.enabled && this.store.activeDetectorSet(b.id, 'audio') ? this.activeSet(baseline, 'audio') : null;
@@ -754,6 +770,28 @@ export class Engine {
       path: item.path, sha256: item.sha256, modality: 'video', decision: s.decision, risk: s.risk, p: s.p, signals, neighbours,
       verdict_id: verdictId, duration_ms: round(durationMs, 2), reference: null, tier: s.tier, frames, notes,
     };
+  }
+
+  /** CLIP agreement for image items that come with text (the scan's, else a sidecar caption). */
+  private async attachClip(items: PreparedItem[], baseline: string, text: string | undefined): Promise<void> {
+    if (!this.clip.enabled) return;
+    const b = this.store.findBaseline(baseline);
+    for (const item of items) {
+      if (item.modality || !b) continue;
+      const caption = text ?? sidecarCaption(item.path);
+      if (!caption) {
+        (item.notes ??= []).push('clip_agreement not run: no text accompanies the item');
+        continue;
+      }
+      try {
+        const bytes = item.bytes ?? new Uint8Array(await fs.promises.readFile(item.path!));
+        const r = await this.clip.judge(b.id, bytes, caption, this.limits);
+        if ('note' in r) (item.notes ??= []).push(r.note);
+        else item.clip = r;
+      } catch (err) {
+        (item.notes ??= []).push(`clip_agreement not run: ${describeError(err)}`);
+      }
+    }
   }
 
   private assertEncoderMatches(loaded: LoadedDetectorSet, encoder: ImageEncoder): void {
@@ -794,6 +832,7 @@ export class Engine {
       items.forEach((item, i) => {
         let s = item.modality === 'audio' ? audioVerdict(scores[i], item.audio, this.cfg.thresholds) : scores[i];
         if (item.ocr) s = foldCheck(s, 'ocr_instructions', item.ocr.score, this.ocr.thresholds, ocrDetail(item.ocr));
+        if (item.clip) s = foldCheck(s, 'clip_agreement', item.clip.value, this.cfg.thresholds, clipDetail(item.clip));
         const neighbours: Neighbour[] =
           k > 0
             ? loaded.index.search(item.vector!, k).map((h) => {
@@ -833,6 +872,7 @@ export class Engine {
           tier: s.tier,
         };
         if (everything) scanItem.all_signals = everything[i].signals as Record<string, SignalResult>;
+        if (item.notes) scanItem.notes = item.notes;
         if (item.ocr) {
           scanItem.ocr = item.ocr;
           if (scanItem.all_signals) scanItem.all_signals.ocr_instructions = signals.ocr_instructions;

@@ -32,6 +32,7 @@ Usage:
   parallax baseline list                              baselines and their sizes
   parallax train [--baseline NAME]                    fit and calibrate the detectors on a baseline
   parallax scan <path...> [--json] [--baseline NAME]  verdicts (allow / review / block) with reasons
+                [--text CAPTION]                      the text that comes with the images (CLIP agreement)
   parallax label <sha256> benign|malicious [--reason TEXT] [--analyst NAME]
   parallax status [--json]                            data folder, encoder, device, detector sets
   parallax config [--check FILE]                      print the effective configuration, or check a file
@@ -106,6 +107,7 @@ export async function main(argv: string[]): Promise<number> {
         check: { type: 'string' },
         reason: { type: 'string' },
         analyst: { type: 'string' },
+        text: { type: 'string' },
       },
     });
   } catch (err) {
@@ -189,6 +191,7 @@ export async function main(argv: string[]): Promise<number> {
         const e = await openEngine();
         const report = await e.scan(rest, {
           baseline: values.baseline,
+          text: values.text,
           signal: controller.signal,
           onProgress: (p) => progress.update('scan', p.done, p.total),
         });

@@ -184,6 +184,16 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (item_id, encoder_id)
       );
 
+      -- CLIP image–text agreement calibrations fitted on a baseline's captioned images; the newest is used.
+      CREATE TABLE clip_calibrations (
+        id           INTEGER PRIMARY KEY,
+        baseline_id  INTEGER NOT NULL REFERENCES baselines(id),
+        encoder_id   TEXT NOT NULL,
+        n_pairs      INTEGER NOT NULL,
+        state        TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+      );
+
       -- Temporal-consistency calibrations fitted on a baseline's videos; the newest is used.
       CREATE TABLE video_calibrations (
         id           INTEGER PRIMARY KEY,
