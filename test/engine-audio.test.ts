@@ -5,7 +5,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import sharp from 'sharp';
 import { Engine, type ItemError, type ScanItem } from '../electron/engine/engine.js';
+import { MediaLibrary } from '../electron/engine/workbench/media.js';
 import { walkMedia } from '../electron/engine/ingest/walk.js';
 import { pcm16Wav, ultrasonicCarrier } from '../electron/engine/redteam/audio.js';
 import { ConfigError, defaultConfig, parseConfig, validateConfig, type ParallaxConfig } from '../shared/config.js';
@@ -139,6 +141,17 @@ test('an audio-only baseline scans audio and names images it cannot judge', { ti
     assert.equal(report.errors.length, 1);
     assert.equal(report.errors[0].path, photo);
     assert.match(report.errors[0].reason, /no trained image detector set/);
+
+    // The workbench shows an audio item as its log-mel spectrogram.
+    const media = new MediaLibrary(engine.store, path.join(dataDir, 'thumbs'), engine.limits);
+    const full = await media.get(report.items[0].sha256, 'full');
+    assert.equal(full.mime, 'image/png');
+    const meta = await sharp(full.bytes).metadata();
+    assert.ok(meta.width! >= 256 && meta.height! > 100, `${meta.width}×${meta.height}`);
+    const stats = await sharp(full.bytes).stats();
+    assert.ok(stats.channels[0].stdev > 10, 'the spectrogram is not a flat image');
+    const thumb = await media.get(report.items[0].sha256, 'thumb');
+    assert.equal(thumb.mime, 'image/webp');
   } finally {
     await engine.close();
     fs.rmSync(dataDir, { recursive: true, force: true });
