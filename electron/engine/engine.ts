@@ -1107,10 +1107,14 @@ export class Engine {
     const baselines = this.store.listBaselines().map((b) => {
       const active = this.store.activeDetectorSet(b.id);
       const ageDays = active ? (Date.now() - Date.parse(active.created_at)) / 86_400_000 : null;
+      const audio = this.store.activeDetectorSet(b.id, 'audio');
       return {
         name: b.name,
         items: b.n_items,
         updated_at: b.updated_at,
+        audio_detector_set: audio
+          ? { id: audio.id, version: audio.version, created_at: audio.created_at, n_items: audio.n_items, encoder_id: audio.encoder_id }
+          : null,
         detector_set: active
           ? {
               id: active.id,
@@ -1153,6 +1157,8 @@ export interface StatusReport {
     name: string;
     items: number;
     updated_at: string;
+    /** The baseline's active audio detector set (audio items), when it has one. */
+    audio_detector_set?: null | { id: number; version: number; created_at: string; n_items: number; encoder_id: string };
     detector_set: null | {
       id: number;
       version: number;

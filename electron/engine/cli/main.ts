@@ -407,8 +407,12 @@ function printStatus(s: StatusReport): void {
     const d = b.detector_set;
     const det = d
       ? `detector set v${d.version} on ${d.n_items} items, ${d.age_days} days old${d.stale ? ' (STALE: retrain)' : ''}${d.encoder_matches === false ? ' (trained with another encoder: retrain)' : ''}`
-      : `not trained: run 'parallax train'`;
+      : b.audio_detector_set
+        ? 'no image detector set'
+        : `not trained: run 'parallax train'`;
     lines.push(`baseline      ${b.name}: ${b.items} items; ${det}`);
+    const a = b.audio_detector_set;
+    if (a) lines.push(`              audio detector set v${a.version} on ${a.n_items} items (encoder ${a.encoder_id})`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 }
