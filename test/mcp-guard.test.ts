@@ -540,6 +540,20 @@ test('core: string and number ids are distinct; unmatched responses are inspecte
   assert.match(h.toClient[2], /withheld: blocked/, 'an answer to nothing is inspected too');
 });
 
+test('core: the text blocks beside an image (tool result or prompt message) reach the scanner, for the CLIP check', async () => {
+  const seen: (string | undefined)[] = [];
+  const h = harness(async (_bytes, _name, text) => {
+    seen.push(text);
+    return fakeItem('allow');
+  });
+  h.client({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'a' } });
+  h.server({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'A red bus' }, image, { type: 'text', text: 'on a street' }] } });
+  h.client({ jsonrpc: '2.0', id: 2, method: 'prompts/get', params: { name: 'p' } });
+  h.server({ jsonrpc: '2.0', id: 2, result: { messages: [{ role: 'user', content: [image] }] } });
+  await h.core.idle();
+  assert.deepEqual(seen, ['A red bus\non a street', undefined]);
+});
+
 test('core: a scanner that throws, or an engine error, takes the failure path', async () => {
   const h = harness(async () => {
     throw new Error("baseline 'default' has no trained detector set");

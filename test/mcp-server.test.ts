@@ -90,7 +90,8 @@ test('scan_media: bad input is a tool error naming the reason', async () => {
     [{ data: Buffer.from('just some text, not an image').toString('base64'), mime_type: 'image/png' }, /<bytes>: .*\[\w+\]/],
     [{ path: path.join(prep.mediaDir, 'missing.png') }, /missing\.png: no such file/],
     [{ path: prep.mediaDir }, /not a regular file/],
-    [{ path: prep.media.tone }, /tone\.wav: .*not an image/],
+    // Audio files are routed to the audio path now; this baseline has no audio detector set.
+    [{ path: prep.media.tone }, /tone\.wav: .*no trained audio detector set/],
     [{ path: prep.media.clean, source: 'bad source!' }, /invalid source 'bad source!'/],
     [{ path: 42 }, /Input validation error/],
   ];

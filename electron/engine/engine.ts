@@ -24,7 +24,13 @@ import { openBackboneEncoder, openImageEncoder, type ImageEncoder } from './enco
 import { manifestPathFor, readModelManifest } from './encoders/manifest.js';
 import { defaultModelDir } from './encoders/paths.js';
 import { decodeImage, IngestError, resizeForEncoder, type IngestLimits } from './ingest/image.js';
+import { sniff } from './ingest/sniff.js';
 import { walkMedia } from './ingest/walk.js';
+import { AudioPath, audioVerdict, foldCheck, type AudioExtra } from './scan-audio.js';
+import { OcrPath, ocrDetail, type OcrFinding } from './scan-ocr.js';
+import { ClipPath, clipDetail, sidecarCaption, type ClipFinding } from './scan-clip.js';
+import { VideoPath, type VideoExtra, type VideoFrameReport } from './scan-video.js';
+import type { AudioEncoder } from './audio/index.js';
 import { ExpensiveMeasurer, type MeasureItem, type MeasureNeeds } from './signals/measure.js';
 import { checkSqueezeParams, type SqueezeParams } from './signals/squeeze.js';
 import { Store, type DetectorSetRow } from './store/store.js';
@@ -60,6 +66,12 @@ export interface ScanItem {
   tier?: TierReport;
   /** Only with `allSignals`: every trained signal, including those the policy left out of the decision. */
   all_signals?: Record<string, SignalResult>;
+  /** Video: the frames that drove the verdict (sample index, source frame, timestamp, why). */
+  frames?: VideoFrameReport[];
+  /** What could not be judged and why (e.g. a video's audio track without an audio set). */
+  notes?: string[];
+  /** With ocr.enabled: the text read in the image and its instruction-likeness (signal ocr_instructions). */
+  ocr?: OcrFinding;
 }
 
 /** Secondary encoders for the cross-encoder signal: config name → built artifact. */
@@ -94,6 +106,8 @@ export interface TrainReport {
   detector_set: { id: number; version: number; n_items: number; encoder_id: string };
   seconds: number;
   stats: unknown;
+  /** One entry per modality trained (a baseline with images and audio trains two sets). */
+  sets?: { modality: Modality; detector_set: TrainReport['detector_set']; seconds: number }[];
 }
 
 export interface EngineOptions {
@@ -119,6 +133,13 @@ interface PreparedItem {
   /** Store its embedding even with the cache off: baseline items are the training data. */
   persist?: boolean;
   error?: ItemError;
+  /** Absent: image. Audio items arrive embedded (by the audio path), with its checks in `audio`. */
+  modality?: Modality;
+  audio?: AudioExtra;
+  video?: VideoExtra;
+  ocr?: OcrFinding;
+  clip?: ClipFinding;
+  notes?: string[];
 }
 
 interface LoadedDetectorSet {
@@ -153,20 +174,35 @@ export interface ScanOptions {
   tiers?: Partial<Record<ExpensiveSignalName, TierMode>>;
   /** Measure every expensive signal for every item and report them all in `all_signals` (eval). */
   allSignals?: boolean;
+  /** Text accompanying the images (a caption): judged against them by the CLIP agreement check. */
+  text?: string;
 }
 
 export class Engine {
   private encoderPromise: Promise<ImageEncoder> | null = null;
   private secondaryPromise: Promise<ImageEncoder> | null = null;
   private secondarySizeCache: { width: number; height: number } | null | undefined = undefined;
-  private loaded: LoadedDetectorSet | null = null;
+  private loadedSets = new Map<Modality, LoadedDetectorSet>();
+  /** Audio items: decode, audio encoder, checks beside the embedding (scan-audio.ts). */
+  readonly audio: AudioPath;
+  /** Video items: frames through the image set, temporal consistency, audio track (scan-video.ts). */
+  readonly video: VideoPath;
+  /** The OCR signal (opt-in), scan-ocr.ts. */
+  readonly ocr: OcrPath;
+  /** CLIP image–text agreement (cross_modal.clip_model_dir), scan-clip.ts. */
+  readonly clip: ClipPath;
 
   private constructor(
     readonly dataDir: string,
     readonly config: ParallaxConfig,
     readonly store: Store,
     private readonly modelDir: string | undefined,
-  ) {}
+  ) {
+    this.audio = new AudioPath(store, config.embedding_anomaly_detection);
+    this.video = new VideoPath(store, config.embedding_anomaly_detection);
+    this.ocr = new OcrPath(config.embedding_anomaly_detection);
+    this.clip = new ClipPath(store, config.embedding_anomaly_detection);
+  }
 
   static async open(opts: EngineOptions): Promise<Engine> {
     const dataDir = path.resolve(opts.dataDir);
@@ -233,6 +269,9 @@ export class Engine {
       const enc = await promise.catch(() => null);
       await enc?.close();
     }
+    await this.audio.close();
+    await this.ocr.close();
+    await this.clip.close();
     this.store.close();
   }
 
@@ -286,7 +325,7 @@ export class Engine {
   private async measureBaselineItems(items: PreparedItem[], encoder: ImageEncoder): Promise<void> {
     const squeeze = this.configuredSqueeze();
     const cross = this.crossEncoderEnabled();
-    const good = items.filter((i) => !i.error && i.vector);
+    const good = items.filter((i) => !i.error && i.vector && !i.modality);
     if ((!squeeze && !cross) || good.length === 0) return;
     await this.measurer(squeeze, cross, true).measure(
       good.map(toMeasureItem),
@@ -336,8 +375,11 @@ export class Engine {
     const baseline = opts.baseline ?? DEFAULT_BASELINE;
     const b = this.store.findBaseline(baseline);
     if (!b) throw new Error(`baseline '${baseline}' does not exist: add items with 'parallax baseline add <path>'`);
+    const counts = this.store.baselineModalityCounts(b.id);
+    const audioSet = counts.audio > 0 && this.audio.enabled ? await this.trainAudio(b.id, baseline, opts) : null;
+    if (audioSet && counts.image === 0) return { ...audioSet, sets: [{ modality: 'audio', detector_set: audioSet.detector_set, seconds: audioSet.seconds }] };
     const encoder = await this.encoder();
-    const rows = this.store.baselineEmbeddings(b.id, encoder.id);
+    const rows = this.store.baselineEmbeddings(b.id, encoder.id, 'image');
     const missing = rows.filter((r) => !r.vector);
     if (missing.length > 0) {
       // The encoder changed since these items were added: re-embed from where they were found.
@@ -346,7 +388,7 @@ export class Engine {
     }
     const members: StoredDetectorSet['members'] = [];
     const vectors: Float32Array[] = [];
-    for (const r of this.store.baselineEmbeddings(b.id, encoder.id)) {
+    for (const r of this.store.baselineEmbeddings(b.id, encoder.id, 'image')) {
       if (!r.vector) continue;
       members.push({ itemId: r.itemId, sha256: r.sha256, path: r.path });
       vectors.push(r.vector);
@@ -373,6 +415,11 @@ export class Engine {
       },
     };
     const stats = { ...set.stats, skipped_without_embedding: skipped, train_seconds: seconds, expensive_notes: expensive.notes };
+    if (this.clip.enabled) {
+      const c = await this.clip.train(b.id, members.map((m) => m.path), this.limits);
+      if ('reason' in c) stats.expensive_notes.push(c.reason);
+      else (stats as Record<string, unknown>).clip_agreement = { calibration: c.id, pairs: c.n, auroc: c.auroc };
+    }
     const row = this.store.saveDetectorSet({
       baselineId: b.id,
       encoderId: encoder.id,
@@ -382,13 +429,62 @@ export class Engine {
       state: gzipSync(Buffer.from(JSON.stringify(stored))),
       activate: true,
     });
-    this.loaded = null;
+    this.loadedSets.clear();
+    const detectorSet = { id: row.id, version: row.version, n_items: row.n_items, encoder_id: row.encoder_id };
+    const videoCal = counts.video > 0 && this.video.enabled ? this.video.train(b.id, encoder.id) : null;
+    if (videoCal && 'reason' in videoCal) stats.expensive_notes.push(videoCal.reason);
     return {
       baseline,
-      detector_set: { id: row.id, version: row.version, n_items: row.n_items, encoder_id: row.encoder_id },
+      detector_set: detectorSet,
       seconds,
       stats,
+      sets: [
+        { modality: 'image', detector_set: detectorSet, seconds },
+        ...(audioSet ? [{ modality: 'audio' as const, detector_set: audioSet.detector_set, seconds: audioSet.seconds }] : []),
+        ...(videoCal && 'id' in videoCal
+          ? [{ modality: 'video' as const, detector_set: { id: videoCal.id, version: videoCal.id, n_items: videoCal.n, encoder_id: encoder.id }, seconds: 0 }]
+          : []),
+      ],
     };
+  }
+
+  /** The baseline's audio detector set: the same detectors and calibration, on the audio encoder's vectors. */
+  private async trainAudio(baselineId: number, baseline: string, opts: { onProgress?: ProgressFn; signal?: AbortSignal }): Promise<TrainReport> {
+    const encoder = await this.audio.encoder();
+    const rows = this.store.baselineEmbeddings(baselineId, encoder.id, 'audio');
+    const missing = rows.filter((r) => !r.vector).map((r) => r.path).filter((p): p is string => !!p && fs.existsSync(p));
+    // Added under another audio encoder: embed again from where the files were found.
+    if (missing.length > 0) for await (const item of this.embedAll(missing, null, 'baseline', opts)) void item;
+    const members: StoredDetectorSet['members'] = [];
+    const vectors: Float32Array[] = [];
+    for (const r of this.store.baselineEmbeddings(baselineId, encoder.id, 'audio')) {
+      if (!r.vector) continue;
+      members.push({ itemId: r.itemId, sha256: r.sha256, path: r.path });
+      vectors.push(r.vector);
+    }
+    const started = performance.now();
+    const set = trainDetectorSet(vectors, {
+      ...this.trainOptions(encoder.id),
+      onProgress: (stage: string, fraction: number) =>
+        opts.onProgress?.({ stage: `train audio: ${stage}`, done: Math.round(fraction * 1000), total: 1000 }),
+      shouldCancel: () => opts.signal?.aborted ?? false,
+    });
+    throwIfAborted(opts.signal, 'training');
+    const seconds = (performance.now() - started) / 1000;
+    const stored: StoredDetectorSet = { format: 'parallax.detector-set/1', members, set: set.toJSON(), expensive: { squeeze: null, crossEncoder: null } };
+    const stats = { ...set.stats, modality: 'audio', skipped_without_embedding: rows.length - vectors.length, train_seconds: seconds };
+    const row = this.store.saveDetectorSet({
+      baselineId,
+      encoderId: encoder.id,
+      nItems: vectors.length,
+      config: this.cfg,
+      stats,
+      state: gzipSync(Buffer.from(JSON.stringify(stored))),
+      activate: true,
+      modality: 'audio',
+    });
+    this.loadedSets.clear();
+    return { baseline, detector_set: { id: row.id, version: row.version, n_items: row.n_items, encoder_id: row.encoder_id }, seconds, stats };
   }
 
   /**
@@ -509,12 +605,19 @@ export class Engine {
     };
   }
 
-  private activeSet(baseline: string): LoadedDetectorSet {
+  private activeSet(baseline: string, modality: Modality = 'image'): LoadedDetectorSet {
     const b = this.store.findBaseline(baseline);
     if (!b) throw new Error(`baseline '${baseline}' does not exist: add items with 'parallax baseline add <path>'`);
-    const row = this.store.activeDetectorSet(b.id);
-    if (!row) throw new Error(`baseline '${baseline}' has no trained detector set: run 'parallax train'`);
-    if (this.loaded?.row.id === row.id) return this.loaded;
+    const row = this.store.activeDetectorSet(b.id, modality);
+    if (!row) {
+      throw new Error(
+        modality === 'image'
+          ? `baseline '${baseline}' has no trained detector set: run 'parallax train'`
+          : `baseline '${baseline}' has no trained ${modality} detector set: add ${modality} items with 'parallax baseline add <path>' and run 'parallax train'`,
+      );
+    }
+    const cached = this.loadedSets.get(modality);
+    if (cached?.row.id === row.id) return cached;
     const stored = JSON.parse(gunzipSync(this.store.detectorSetState(row.id)).toString('utf8')) as StoredDetectorSet;
     if (stored.format !== 'parallax.detector-set/1') {
       throw new Error(`detector set ${row.id} has unknown format '${String(stored.format)}'`);
@@ -529,19 +632,23 @@ export class Engine {
       if (v) index.add(v);
       else throw new Error(`detector set ${row.id}: baseline item ${m.sha256} has lost its embedding; retrain`);
     }
-    this.loaded = { row, set, members: stored.members, index, expensive: stored.expensive ?? { squeeze: null, crossEncoder: null } };
-    return this.loaded;
+    const loaded = { row, set, members: stored.members, index, expensive: stored.expensive ?? { squeeze: null, crossEncoder: null } };
+    this.loadedSets.set(modality, loaded);
+    return loaded;
   }
 
   // ---- scanning -------------------------------------------------------------------------------
 
   async scan(paths: string[], opts: ScanOptions = {}): Promise<ScanReport> {
     const baseline = opts.baseline ?? DEFAULT_BASELINE;
-    const loaded = this.activeSet(baseline);
+    // An audio-only baseline has no image set (and the reverse): each modality's set is
+    // looked up when one of its items turns up, and an item without one is an item error.
+    const sets = this.scanSets(baseline);
+    const loaded = sets.image;
     const encoder = await this.encoder();
-    this.assertEncoderMatches(loaded, encoder);
+    if (loaded) this.assertEncoderMatches(loaded, encoder);
     const report: ScanReport = {
-      engine: this.engineInfo(baseline, encoder, loaded.row),
+      engine: this.engineInfo(baseline, loaded || !sets.audio ? encoder : await this.audio.encoder(), (loaded ?? sets.audio)?.row),
       items: [],
       errors: [],
       summary: { allow: 0, review: 0, block: 0, errors: 0 },
@@ -549,7 +656,8 @@ export class Engine {
     for await (const batch of batches(this.embedAll(paths, encoder, opts.source ?? 'cli', opts), 64)) {
       const good = batch.filter((b) => !b.error && b.vector);
       for (const bad of batch) if (bad.error) report.errors.push(bad.error);
-      const items = await this.scoreAndRecord(good, loaded, encoder, opts.source ?? 'cli', opts);
+      await this.attachClip(good, baseline, opts.text);
+      const items = await this.scoreByModality(good, sets, encoder, opts.source ?? 'cli', opts, report.errors);
       for (const it of items) {
         report.items.push(it);
         report.summary[it.decision]++;
@@ -559,22 +667,134 @@ export class Engine {
     return report;
   }
 
+  /** The active set of each modality, or null where the baseline has none (an error only if every one is missing). */
+  private scanSets(baseline: string): Record<'image' | 'audio', LoadedDetectorSet | null> {
+    const b = this.store.findBaseline(baseline);
+    const image = b && this.store.activeDetectorSet(b.id, 'image') ? this.activeSet(baseline, 'image') : null;
+    const audio = b && this.audio.enabled && this.store.activeDetectorSet(b.id, 'audio') ? this.activeSet(baseline, 'audio') : null;
+    if (!image && !audio) this.activeSet(baseline); // throws the usual error
+    return { image, audio };
+  }
+
+  /** Scores a batch per modality with that modality's set, keeping the batch order. */
+  private async scoreByModality(
+    items: PreparedItem[],
+    sets: Record<'image' | 'audio', LoadedDetectorSet | null>,
+    encoder: ImageEncoder,
+    source: string,
+    opts: Pick<ScanOptions, 'tiers' | 'allSignals'>,
+    errors: ItemError[],
+  ): Promise<ScanItem[]> {
+    const out = new Map<PreparedItem, ScanItem>();
+    const videos = items.filter((i) => i.modality === 'video');
+    if (videos.length > 0) {
+      if (!sets.image) {
+        for (const i of videos) errors.push({ path: i.path ?? '<bytes>', reason: "baseline has no trained image detector set: video frames are judged by it ('parallax baseline add' photos, then 'parallax train')", code: 'no_detector_set' });
+      } else for (const v of videos) out.set(v, await this.scoreVideo(v, sets.image, sets.audio, encoder, source));
+    }
+    for (const modality of ['image', 'audio'] as const) {
+      const mine = items.filter((i) => (i.modality ?? 'image') === modality);
+      if (mine.length === 0) continue;
+      const loaded = sets[modality];
+      if (!loaded) {
+        const why = `baseline has no trained ${modality} detector set: add ${modality} items with 'parallax baseline add' and run 'parallax train'`;
+        for (const i of mine) errors.push({ path: i.path ?? '<bytes>', reason: why, code: 'no_detector_set' });
+        continue;
+      }
+      const enc = modality === 'audio' ? await this.audio.encoder() : encoder;
+      if (modality === 'audio' && loaded.row.encoder_id !== enc.id) {
+        const why = `the audio detector set was trained with encoder ${loaded.row.encoder_id} but the configured audio encoder is ${enc.id}: run 'parallax train' again`;
+        for (const i of mine) errors.push({ path: i.path ?? '<bytes>', reason: why, code: 'encoder_mismatch' });
+        continue;
+      }
+      const scored = await this.scoreAndRecord(mine, loaded, enc, source, opts);
+      mine.forEach((m, k) => out.set(m, scored[k]));
+    }
+    return items.filter((i) => out.has(i)).map((i) => out.get(i)!);
+  }
+
   /** Scan one in-memory item (MCP content, upload). Errors are returned, not thrown. */
   async scanBytes(
     bytes: Uint8Array,
-    opts: { name?: string; baseline?: string; source?: string; tiers?: ScanOptions['tiers'] } = {},
+    opts: { name?: string; baseline?: string; source?: string; tiers?: ScanOptions['tiers']; text?: string } = {},
   ): Promise<ScanItem | ItemError> {
     const baseline = opts.baseline ?? DEFAULT_BASELINE;
+    const started = performance.now();
+    if (this.audio.enabled && sniff(bytes.subarray(0, 8192)).modality === 'audio') {
+      const b = this.store.findBaseline(baseline);
+      if (!b || !this.store.activeDetectorSet(b.id, 'audio')) {
+        const why = `baseline '${baseline}' has no trained audio detector set: add audio items with 'parallax baseline add' and run 'parallax train'`;
+        return { path: opts.name ?? '<bytes>', reason: why, code: 'no_detector_set' };
+      }
+      const sets = { image: null, audio: this.activeSet(baseline, 'audio') };
+      const prepared = await this.prepareBytes(bytes, opts.name ?? null, started, null, opts.source ?? 'api');
+      if (prepared.error) return prepared.error;
+      const errors: ItemError[] = [];
+      const [item] = await this.scoreByModality([prepared], sets, null as unknown as ImageEncoder, opts.source ?? 'api', {}, errors);
+      return item ?? errors[0];
+    }
     const loaded = this.activeSet(baseline);
     const encoder = await this.encoder();
     this.assertEncoderMatches(loaded, encoder);
-    const started = performance.now();
     const prepared = await this.prepareBytes(bytes, opts.name ?? null, started, encoder, opts.source ?? 'api');
     if (prepared.error) return prepared.error;
     const [done] = await this.encodePending([prepared], encoder);
     if (done.error) return done.error;
     done.bytes = bytes;
+    await this.attachClip([done], baseline, opts.text);
+    if (done.modality === 'video') {
+      const b = this.store.findBaseline(baseline)!;
+      const audioSet = this.audio.enabled && this.store.activeDetectorSet(b.id, 'audio') ? this.activeSet(baseline, 'audio') : null;
+      return this.scoreVideo(done, loaded, audioSet, encoder, opts.source ?? 'api');
+    }
     return (await this.scoreAndRecord([done], loaded, encoder, opts.source ?? 'api', { tiers: opts.tiers }))[0];
+  }
+
+  /** One verdict per video (scan-video.ts), recorded against the image set its frames were judged by. */
+  private async scoreVideo(item: PreparedItem, loaded: LoadedDetectorSet, audioSet: LoadedDetectorSet | null, encoder: ImageEncoder, source: string): Promise<ScanItem> {
+    const audioEnc = audioSet ? await this.audio.encoder() : null;
+    const temporal = this.video.temporalModel(loaded.row.baseline_id, encoder.id);
+    const audio = audioSet && audioEnc && audioSet.row.encoder_id === audioEnc.id ? { set: audioSet.set, encoder: audioEnc } : null;
+    const { score: s, frames, notes } = await this.video.score(item.video!, loaded.set, encoder.id, temporal, audio);
+    const k = this.cfg.scan.neighbours;
+    const neighbours: Neighbour[] = k > 0
+      ? loaded.index.search(item.vector!, k).map((h) => {
+          const m = loaded.members[h.index];
+          return { itemId: m.itemId, sha256: m.sha256, path: m.path, distance: round(h.distance, 6) };
+        })
+      : [];
+    const durationMs = performance.now() - item.started;
+    const signals = s.signals as Record<string, SignalResult>;
+    const verdictId = this.store.recordVerdict({
+      itemId: item.itemId, detectorSetId: loaded.row.id, encoderId: encoder.id, provider: encoder.provider, engineVersion: ENGINE_VERSION,
+      risk: s.risk, p: s.p, decision: s.decision, signals, neighbours, source, path: item.path, durationMs,
+    });
+    return {
+      path: item.path, sha256: item.sha256, modality: 'video', decision: s.decision, risk: s.risk, p: s.p, signals, neighbours,
+      verdict_id: verdictId, duration_ms: round(durationMs, 2), reference: null, tier: s.tier, frames, notes,
+    };
+  }
+
+  /** CLIP agreement for image items that come with text (the scan's, else a sidecar caption). */
+  private async attachClip(items: PreparedItem[], baseline: string, text: string | undefined): Promise<void> {
+    if (!this.clip.enabled) return;
+    const b = this.store.findBaseline(baseline);
+    for (const item of items) {
+      if (item.modality || !b) continue;
+      const caption = text ?? sidecarCaption(item.path);
+      if (!caption) {
+        (item.notes ??= []).push('clip_agreement not run: no text accompanies the item');
+        continue;
+      }
+      try {
+        const bytes = item.bytes ?? new Uint8Array(await fs.promises.readFile(item.path!));
+        const r = await this.clip.judge(b.id, bytes, caption, this.limits);
+        if ('note' in r) (item.notes ??= []).push(r.note);
+        else item.clip = r;
+      } catch (err) {
+        (item.notes ??= []).push(`clip_agreement not run: ${describeError(err)}`);
+      }
+    }
   }
 
   private assertEncoderMatches(loaded: LoadedDetectorSet, encoder: ImageEncoder): void {
@@ -592,7 +812,7 @@ export class Engine {
   private async scoreAndRecord(
     items: PreparedItem[],
     loaded: LoadedDetectorSet,
-    encoder: ImageEncoder,
+    encoder: ImageEncoder | AudioEncoder,
     source: string,
     opts: Pick<ScanOptions, 'tiers' | 'allSignals'> = {},
   ): Promise<ScanItem[]> {
@@ -603,7 +823,8 @@ export class Engine {
     const wanted = opts.allSignals
       ? items.map(() => set.expensiveSignals)
       : set.plan(vectors, { policy }).map((p) => p.wanted);
-    const features = await this.measureForScan(items, wanted, loaded, encoder);
+    // Audio sets have no expensive signals, so nothing is measured with the (image) encoder.
+    const features = await this.measureForScan(items, wanted, loaded, encoder as ImageEncoder);
     const scores = set.score(vectors, { features, policy });
     const everything = opts.allSignals
       ? set.score(vectors, { features, policy: { modes: { squeeze: 'always', cross_encoder: 'always' } } })
@@ -612,7 +833,9 @@ export class Engine {
     const out: ScanItem[] = [];
     this.store.transaction(() => {
       items.forEach((item, i) => {
-        const s = scores[i];
+        let s = item.modality === 'audio' ? audioVerdict(scores[i], item.audio, this.cfg.thresholds) : scores[i];
+        if (item.ocr) s = foldCheck(s, 'ocr_instructions', item.ocr.score, this.ocr.thresholds, ocrDetail(item.ocr));
+        if (item.clip) s = foldCheck(s, 'clip_agreement', item.clip.value, this.cfg.thresholds, clipDetail(item.clip));
         const neighbours: Neighbour[] =
           k > 0
             ? loaded.index.search(item.vector!, k).map((h) => {
@@ -640,7 +863,7 @@ export class Engine {
         const scanItem: ScanItem = {
           path: item.path,
           sha256: item.sha256,
-          modality: 'image',
+          modality: item.modality ?? 'image',
           decision: s.decision,
           risk: s.risk,
           p: s.p,
@@ -652,6 +875,11 @@ export class Engine {
           tier: s.tier,
         };
         if (everything) scanItem.all_signals = everything[i].signals as Record<string, SignalResult>;
+        if (item.notes) scanItem.notes = item.notes;
+        if (item.ocr) {
+          scanItem.ocr = item.ocr;
+          if (scanItem.all_signals) scanItem.all_signals.ocr_instructions = signals.ocr_instructions;
+        }
         out.push(scanItem);
         item.pixels = undefined;
         item.pixels2 = undefined;
@@ -694,7 +922,7 @@ export class Engine {
    */
   private async *embedAll(
     paths: string[],
-    encoder: ImageEncoder,
+    encoder: ImageEncoder | null,
     source: string,
     opts: { onProgress?: ProgressFn; signal?: AbortSignal },
   ): AsyncGenerator<PreparedItem> {
@@ -727,7 +955,7 @@ export class Engine {
     if (pending.length > 0) yield* flush.call(this);
   }
 
-  private async prepareFile(file: string, started: number, encoder: ImageEncoder, source: string): Promise<PreparedItem> {
+  private async prepareFile(file: string, started: number, encoder: ImageEncoder | null, source: string): Promise<PreparedItem> {
     try {
       const stat = await fs.promises.stat(file);
       if (stat.size > this.limits.maxFileBytes) {
@@ -747,7 +975,7 @@ export class Engine {
     bytes: Uint8Array,
     name: string | null,
     started: number,
-    encoder: ImageEncoder,
+    encoder: ImageEncoder | null,
     source: string,
   ): Promise<PreparedItem> {
     const label = name ?? '<bytes>';
@@ -759,6 +987,23 @@ export class Engine {
         );
       }
       const sha256 = createHash('sha256').update(bytes).digest('hex');
+      // Routing by content: audio goes to the audio path (its own encoder, embedded here).
+      if (this.audio.enabled && sniff(bytes.subarray(0, 8192)).modality === 'audio') {
+        const a = await this.audio.prepare(bytes, sha256, name, source, this.limits.maxFileBytes, {
+          cache: this.cfg.performance.cache_embeddings,
+          ttlFor: (id) => this.cacheTtlFor(id),
+        });
+        return { path: name, sha256, itemId: a.itemId, started, vector: a.vector, modality: 'audio', audio: a.extra };
+      }
+      if (!encoder) throw new IngestError('unsupported_type', 'not an audio item (the image encoder is not open here)');
+      if (this.video.enabled && sniff(bytes.subarray(0, 8192)).modality === 'video') {
+        const v = await this.video.prepare(bytes, encoder, this.audio, this.limits.maxFileBytes);
+        const row = this.store.upsertItem({ sha256, modality: 'video', mime: v.mime, width: v.width, height: v.height, bytes: bytes.byteLength, path: name }, source);
+        this.video.saveSeries(row.id, encoder.id, v.extra.series);
+        return { path: name, sha256, itemId: row.id, started, vector: v.vector, modality: 'video', video: v.extra };
+      }
+      // OCR runs on scanned images only (its score is not calibrated on the baseline).
+      const ocr = this.ocr.enabled && source !== 'baseline' ? await this.ocr.analyse(bytes, this.limits) : undefined;
       const known = this.store.itemBySha(sha256);
       if (known && this.cfg.performance.cache_embeddings) {
         const cached = this.store.cachedEmbedding(known.id, encoder.id, this.cacheTtlFor(known.id));
@@ -775,7 +1020,7 @@ export class Engine {
             },
             source,
           );
-          return { path: name, sha256, itemId: known.id, started, vector: cached };
+          return { path: name, sha256, itemId: known.id, started, vector: cached, ocr };
         }
       }
       const img = await decodeImage(bytes, this.limits);
@@ -788,7 +1033,7 @@ export class Engine {
         { sha256, modality: 'image', mime: img.mime, width: img.width, height: img.height, bytes: img.bytes, path: name },
         source,
       );
-      return { path: name, sha256, itemId: row.id, started, pixels, pixels2, persist: source === 'baseline' };
+      return { path: name, sha256, itemId: row.id, started, pixels, pixels2, ocr, persist: source === 'baseline' };
     } catch (err) {
       return errorItem(label, started, describeError(err), errorCode(err));
     }
@@ -800,9 +1045,10 @@ export class Engine {
     return inBaseline ? 0 : this.cfg.performance.cache_ttl_seconds;
   }
 
-  private async encodePending(items: PreparedItem[], encoder: ImageEncoder): Promise<PreparedItem[]> {
+  private async encodePending(items: PreparedItem[], encoder: ImageEncoder | null): Promise<PreparedItem[]> {
     const todo = items.filter((i) => i.pixels);
     if (todo.length > 0) {
+      if (!encoder) throw new Error('encodePending: image items without an image encoder');
       const size = encoder.inputSize.width * encoder.inputSize.height * 3;
       const pixels = new Float32Array(size * todo.length);
       todo.forEach((t, i) => pixels.set(t.pixels!, i * size));
@@ -837,7 +1083,7 @@ export class Engine {
 
   // ---- status ---------------------------------------------------------------------------------
 
-  engineInfo(baseline: string, encoder: ImageEncoder, row: DetectorSetRow | undefined): EngineInfo {
+  engineInfo(baseline: string, encoder: Pick<ImageEncoder, 'id' | 'provider' | 'providerNote'>, row: DetectorSetRow | undefined): EngineInfo {
     return {
       version: ENGINE_VERSION,
       encoder_id: encoder.id,
@@ -864,10 +1110,14 @@ export class Engine {
     const baselines = this.store.listBaselines().map((b) => {
       const active = this.store.activeDetectorSet(b.id);
       const ageDays = active ? (Date.now() - Date.parse(active.created_at)) / 86_400_000 : null;
+      const audio = this.store.activeDetectorSet(b.id, 'audio');
       return {
         name: b.name,
         items: b.n_items,
         updated_at: b.updated_at,
+        audio_detector_set: audio
+          ? { id: audio.id, version: audio.version, created_at: audio.created_at, n_items: audio.n_items, encoder_id: audio.encoder_id }
+          : null,
         detector_set: active
           ? {
               id: active.id,
@@ -910,6 +1160,8 @@ export interface StatusReport {
     name: string;
     items: number;
     updated_at: string;
+    /** The baseline's active audio detector set (audio items), when it has one. */
+    audio_detector_set?: null | { id: number; version: number; created_at: string; n_items: number; encoder_id: string };
     detector_set: null | {
       id: number;
       version: number;

@@ -25,13 +25,14 @@ export const EXIT = {
   block: 20,
 } as const;
 
-const USAGE = `parallax — embedding anomaly detection for images (SAFE-M-51)
+const USAGE = `parallax — embedding anomaly detection for images and audio (SAFE-M-51)
 
 Usage:
-  parallax baseline add <path...> [--baseline NAME]   add files or folders (recursive) to a baseline
+  parallax baseline add <path...> [--baseline NAME]   add files or folders (recursive; images and audio) to a baseline
   parallax baseline list                              baselines and their sizes
   parallax train [--baseline NAME]                    fit and calibrate the detectors on a baseline
   parallax scan <path...> [--json] [--baseline NAME]  verdicts (allow / review / block) with reasons
+                [--text CAPTION]                      the text that comes with the images (CLIP agreement)
   parallax label <sha256> benign|malicious [--reason TEXT] [--analyst NAME]
   parallax status [--json]                            data folder, encoder, device, detector sets
   parallax config [--check FILE]                      print the effective configuration, or check a file
@@ -44,6 +45,8 @@ Usage:
   parallax mcp serve                                  MCP server (stdio): scan_media, get_verdict, list_flagged
   parallax redteam <images...> --attack NAME --eps E --out DIR [--target FILE]
                                                       attacked images + manifest against the active encoder
+  parallax redteam <audio...> --attack audio-noise|audio-ultrasonic|audio-spsa --out DIR [--eps E]
+                                                      perturbed audio (WAV) + manifest, for 'parallax eval'
   parallax mcp guard [options] -- <server command>    MCP proxy that scans images and audio on their way to the model
 
 Global options:
@@ -104,6 +107,7 @@ export async function main(argv: string[]): Promise<number> {
         check: { type: 'string' },
         reason: { type: 'string' },
         analyst: { type: 'string' },
+        text: { type: 'string' },
       },
     });
   } catch (err) {
@@ -174,10 +178,11 @@ export async function main(argv: string[]): Promise<number> {
         progress.done();
         if (values.json) printJson(report);
         else {
-          const d = report.detector_set;
-          process.stdout.write(
-            `trained detector set v${d.version} on ${d.n_items} items of baseline '${report.baseline}' in ${report.seconds.toFixed(1)} s (encoder ${d.encoder_id})\n`,
-          );
+          for (const { modality, detector_set: d, seconds } of report.sets ?? [{ modality: 'image', detector_set: report.detector_set, seconds: report.seconds }]) {
+            process.stdout.write(
+              `trained ${modality === 'image' ? '' : `${modality} `}detector set v${d.version} on ${d.n_items} items of baseline '${report.baseline}' in ${seconds.toFixed(1)} s (encoder ${d.encoder_id})\n`,
+            );
+          }
         }
         return EXIT.ok;
       }
@@ -186,6 +191,7 @@ export async function main(argv: string[]): Promise<number> {
         const e = await openEngine();
         const report = await e.scan(rest, {
           baseline: values.baseline,
+          text: values.text,
           signal: controller.signal,
           onProgress: (p) => progress.update('scan', p.done, p.total),
         });
@@ -369,6 +375,13 @@ function printScan(report: ScanReport): void {
     process.stdout.write(
       `${item.decision.padEnd(6)} risk ${item.risk.toFixed(2)}  ${item.path ?? item.sha256}${top ? `  (${top})` : ''}\n`,
     );
+    // Rule-based checks (weight 0, so never among the shares above) when they fired, and the
+    // frames that drove a video's verdict.
+    for (const name of ['ultrasonic', 'ocr_instructions', 'clip_agreement']) {
+      const c = item.signals[name];
+      if (c && (c.risk >= 0.4 || name === 'clip_agreement')) process.stdout.write(`       ${name} ${c.raw.toFixed(2)}${c.detail ? `: ${c.detail}` : ''}\n`);
+    }
+    for (const f of item.frames ?? []) process.stdout.write(`       frame ${f.index} (source frame ${f.source_frame}, ${f.time_s.toFixed(2)} s): ${f.why}\n`);
   }
   printErrors(report.errors);
   const s = report.summary;
@@ -394,8 +407,12 @@ function printStatus(s: StatusReport): void {
     const d = b.detector_set;
     const det = d
       ? `detector set v${d.version} on ${d.n_items} items, ${d.age_days} days old${d.stale ? ' (STALE: retrain)' : ''}${d.encoder_matches === false ? ' (trained with another encoder: retrain)' : ''}`
-      : `not trained: run 'parallax train'`;
+      : b.audio_detector_set
+        ? 'no image detector set'
+        : `not trained: run 'parallax train'`;
     lines.push(`baseline      ${b.name}: ${b.items} items; ${det}`);
+    const a = b.audio_detector_set;
+    if (a) lines.push(`              audio detector set v${a.version} on ${a.n_items} items (encoder ${a.encoder_id})`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -20,6 +20,8 @@ import {
   type RedteamManifest,
 } from '../redteam/index.js';
 import { ProgressBar } from './progress.js';
+import { openAudioEncoder } from '../audio/index.js';
+import { AUDIO_ATTACKS, isAudioAttack, runAudioRedteam } from '../redteam/audio.js';
 
 export const REDTEAM_USAGE = `Usage:
   parallax redteam <image|folder...> --attack NAME --out DIR [--eps E] [--target FILE]
@@ -35,6 +37,10 @@ Attacks (gradient-free: forward passes of the configured encoder only):
   universal           one perturbation fitted over all the images, applied to each
   patch               an unconstrained square patch (~6% of the image)
   typographic         prompt-injection text written into the image
+  audio-noise         (audio inputs) white-noise bursts, 3 × 60 ms at 0 dB SNR
+  audio-ultrasonic    (audio inputs) AM carrier at 19 kHz, written at 48 kHz
+  audio-spsa          (audio inputs) SPSA L-inf PGD on the audio encoder; --eps in
+                      sample units (default 0.01 ≈ −40 dBFS)
   benign-jpeg, benign-resize, benign-crop, benign-color, benign-rotate
                       everyday changes that must NOT be flagged
 
@@ -64,6 +70,9 @@ export interface RedteamCommandContext {
 export async function redteamCommand(argv: string[], ctx: RedteamCommandContext): Promise<number> {
   const stdout = ctx.stdout ?? process.stdout;
   const stderr = ctx.stderr ?? process.stderr;
+  const attackAt = argv.indexOf('--attack');
+  const attackArg = attackAt >= 0 ? argv[attackAt + 1] : argv.find((a) => a.startsWith('--attack='))?.slice('--attack='.length);
+  if (isAudioAttack(attackArg)) return audioRedteamCommand(argv, ctx, stdout, stderr);
   let request: Request;
   try {
     request = parseRequest(argv);
@@ -263,4 +272,82 @@ function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audio attacks: WAV copies in --out with a manifest `parallax eval` reads like an image set.
+
+async function audioRedteamCommand(
+  argv: string[],
+  ctx: RedteamCommandContext,
+  stdout: Pick<NodeJS.WritableStream, 'write'>,
+  stderr: NodeJS.WriteStream,
+): Promise<number> {
+  let values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        attack: { type: 'string' },
+        eps: { type: 'string' },
+        out: { type: 'string' },
+        steps: { type: 'string' },
+        samples: { type: 'string' },
+        seed: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        quiet: { type: 'boolean', short: 'q', default: false },
+        'data-dir': { type: 'string' },
+        config: { type: 'string' },
+      },
+    }));
+    if (positionals.length === 0) throw new UsageError('give at least one audio file or folder to attack');
+    if (!values.out) throw new UsageError('--out DIR is required');
+    if (values.eps !== undefined && !(Number(values.eps) > 0 && Number(values.eps) <= 1)) throw new UsageError(`--eps for audio attacks is in sample units, in (0, 1]; got '${values.eps}'`);
+  } catch (err) {
+    stderr.write(`parallax redteam: ${(err as Error).message}\n\n${REDTEAM_USAGE}\n`);
+    return 2;
+  }
+  const attack = values.attack as (typeof AUDIO_ATTACKS)[number];
+  const files: string[] = [];
+  const errors: { source: string; reason: string }[] = [];
+  for await (const entry of walkMedia(positionals)) {
+    if (entry.error) errors.push({ source: entry.path, reason: entry.error });
+    else files.push(entry.path);
+  }
+  const a = ctx.config.embedding_anomaly_detection.audio;
+  const m = ctx.config.embedding_anomaly_detection.embedding_model;
+  const encoder = await openAudioEncoder({ model: a.encoder === 'logmel' ? 'logmel' : a.clap_model_dir!, device: m.device, threads: m.threads });
+  const progress = new ProgressBar(stderr, !values.quiet);
+  try {
+    const out = path.resolve(values.out!);
+    const manifest = await runAudioRedteam({
+      files,
+      attack,
+      out,
+      encoder,
+      eps: values.eps === undefined ? undefined : Number(values.eps),
+      steps: values.steps === undefined ? undefined : positiveInt(values.steps, '--steps'),
+      samples: values.samples === undefined ? undefined : positiveInt(values.samples, '--samples'),
+      seed: values.seed === undefined ? undefined : integer(values.seed, '--seed'),
+      errors,
+      onProgress: (p) => progress.update(attack, p.done, p.total),
+    });
+    progress.done();
+    if (values.json) stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
+    else {
+      const shifts = manifest.items.map((i) => i.embedding_shift);
+      stdout.write(
+        `${attack}: ${manifest.items.length} clips written to ${out} in ${manifest.seconds.toFixed(1)} s (encoder ${manifest.encoder_id})\n` +
+          (shifts.length > 0 ? `embedding shift (cosine distance): median ${median(shifts).toFixed(4)}, max ${Math.max(...shifts).toFixed(4)}\n` : '') +
+          manifest.errors.map((e) => `error  ${e.source}: ${e.reason}\n`).join('') +
+          `manifest: ${path.join(out, 'manifest.json')}\n`,
+      );
+    }
+    return manifest.errors.length > 0 ? 3 : 0;
+  } finally {
+    progress.done();
+    await encoder.close();
+  }
 }

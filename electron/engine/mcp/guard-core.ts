@@ -34,7 +34,7 @@ export interface GuardPolicy {
 }
 
 /** Scans one payload; `name` becomes the verdict's path (where it was met). */
-export type Scanner = (bytes: Buffer, name: string) => Promise<ScanItem | ItemError>;
+export type Scanner = (bytes: Buffer, name: string, text?: string) => Promise<ScanItem | ItemError>;
 
 export interface GuardSinks {
   toServer(line: Buffer): void;
@@ -282,7 +282,7 @@ export class GuardCore {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     let result: ScanItem | ItemError;
     try {
-      result = await withTimeout(this.scanner(bytes, `mcp:${ref.where}`), this.policy.timeoutMs);
+      result = await withTimeout(this.scanner(bytes, `mcp:${ref.where}`, ref.text), this.policy.timeoutMs);
     } catch (err) {
       return this.failed(ref, failureReason(ref.kind, describe(err)), sha256);
     }

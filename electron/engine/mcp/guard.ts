@@ -93,7 +93,7 @@ export async function runGuard(opts: GuardOptions): Promise<number> {
   let clientPaused = false;
   const core = new GuardCore(
     policy,
-    async (bytes, name) => (await enginePromise).scanBytes(bytes, { name, baseline, source: GUARD_SOURCE }),
+    async (bytes, name, text) => (await enginePromise).scanBytes(bytes, { name, baseline, source: GUARD_SOURCE, text }),
     {
       toServer: (line) => {
         const to = child.stdin;

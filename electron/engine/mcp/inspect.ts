@@ -29,6 +29,8 @@ export interface MediaRef {
   /** The payload as it travels: base64 for blocks and blobs, plain text for text resources. */
   payload: string;
   encoding: 'base64' | 'text';
+  /** The text blocks beside it in the same content array (a caption, for the CLIP agreement check). */
+  text?: string;
   /** Replace the block with a notice (the shape of the replacement depends on the container). */
   replace(notice: Notice): void;
 }
@@ -137,9 +139,10 @@ export function findMedia(result: unknown, shapes: readonly ResultShape[], reque
   const out: MediaRef[] = [];
   if (shapes.includes('tool') && Array.isArray(result.content)) {
     const content = result.content;
+    const text = besideText(content);
     content.forEach((block, i) => {
       const ref = contentBlockMedia(block, `${request} content[${i}]`, (b) => (content[i] = b));
-      if (ref) out.push(ref);
+      if (ref) out.push(withText(ref, text));
     });
   }
   if (shapes.includes('resource') && Array.isArray(result.contents)) {
@@ -156,9 +159,10 @@ export function findMedia(result: unknown, shapes: readonly ResultShape[], reque
       if (!isObj(msg)) return;
       const content = msg.content;
       if (Array.isArray(content)) {
+        const text = besideText(content);
         content.forEach((block, i) => {
           const ref = contentBlockMedia(block, `${request} messages[${j}].content[${i}]`, (b) => (content[i] = b));
-          if (ref) out.push(ref);
+          if (ref) out.push(withText(ref, text));
         });
       } else {
         const ref = contentBlockMedia(content, `${request} messages[${j}]`, (b) => (msg.content = b));
@@ -167,6 +171,18 @@ export function findMedia(result: unknown, shapes: readonly ResultShape[], reque
     });
   }
   return out;
+}
+
+/** The plain text blocks of a content array, joined (before any notice replaces a block). */
+function besideText(content: unknown[]): string | undefined {
+  const parts = content.filter((b): b is Obj => isObj(b) && b.type === 'text' && typeof b.text === 'string').map((b) => b.text as string);
+  const text = parts.join('\n').trim();
+  return text ? text.slice(0, 2000) : undefined;
+}
+
+function withText(ref: MediaRef, text: string | undefined): MediaRef {
+  if (text !== undefined) ref.text = text;
+  return ref;
 }
 
 /**
@@ -227,7 +243,11 @@ export function scanFailedNotice(kind: MediaKind, reason: string, sha256: string
 /** Why a scan of `kind` failed, in words an analyst can act on. */
 export function failureReason(kind: MediaKind, error: ItemError | string): string {
   const why = typeof error === 'string' ? error : `${error.reason} [${error.code}]`;
-  // The engine scans images only: audio and video are named as unsupported rather than as broken.
-  if (kind !== 'image') return `${kind} scanning is not available: this Parallax scans images only (engine said: ${why})`;
+  // Audio is scanned against the baseline's audio detector set; without one (or with audio
+  // turned off) it is named as unsupported rather than as broken. Video is not scanned here yet.
+  if (kind === 'video') return `video scanning is not available: this Parallax scans images and audio (engine said: ${why})`;
+  if (kind === 'audio' && typeof error !== 'string' && ['no_detector_set', 'not_media', 'unsupported_type'].includes(error.code)) {
+    return `audio scanning is not available: the baseline has no audio detector set, or audio is turned off (engine said: ${why})`;
+  }
   return why;
 }

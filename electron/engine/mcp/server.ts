@@ -115,7 +115,7 @@ export function createScanServer(engine: Engine, opts: ScanServerOptions = {}): 
       description:
         'Scan one image for embedding anomalies. Give either `path` (a file on this machine) or `data` (base64) with `mime_type`. ' +
         'Returns allow / review / block, a risk in [0, 1], the per-signal breakdown, the sha256 and the nearest baseline items. ' +
-        'Images only for now: audio and video are reported as not scannable.',
+        'A `path` to an audio or video file is scanned when the baseline has an audio set (audio) or an image set (video frames); `data` takes images only.',
       inputSchema: {
         path: z.string().min(1).optional().describe('File to scan (absolute, or relative to the server’s working folder)'),
         data: z.string().min(1).optional().describe('Base64 of the media bytes'),

@@ -140,6 +140,9 @@ const PHRASES: PhraseCue[] = [
   { category: 'override', rule: 'override/ru', slots: [['игнорируй', 'игнорируйте', 'забудь', 'забудьте', 'проигнорируй'], ['инструкции', 'указания', 'правила', 'команды']], gap: 24 },
   { category: 'override', rule: 'override/zh', slots: [['忽略', '无视', '忘记', '忽视'], ['指令', '指示', '说明', '规则', '提示']], gap: 8 },
 
+  // Switching the model's safety off (added after the typographic red-team texts were missed: README, OCR).
+  { category: 'override', rule: 'override/safety-off', slots: [['disable', 'deactivate', 'bypass', 'turn off', 'switch off'], ['safety filters', 'safety filter', 'safety', 'guardrails', 'moderation', 'content filter', 'content filters', 'safeguards', 'restrictions']], gap: 16 },
+
   // Role: a new identity or mode.
   { category: 'role', rule: 'role/en', slots: [['you are now', 'from now on you', 'you will now act', 'you must now', 'pretend to be', 'pretend you are', 'act as if you', 'roleplay as', 'your new role', 'your new task', 'new instructions']] },
   { category: 'role', rule: 'role/en', slots: [['act as'], ['assistant', 'ai', 'model', 'system', 'admin', 'administrator', 'developer', 'unrestricted', 'jailbroken']], gap: 10 },
@@ -154,6 +157,9 @@ const PHRASES: PhraseCue[] = [
   // System / jailbreak vocabulary.
   { category: 'system', rule: 'system/en', slots: [['system prompt', 'system message', 'developer mode', 'you are now dan', 'dan mode', 'unrestricted assistant', 'unrestricted model', 'unrestricted mode', 'jailbreak', 'jailbroken', 'do anything now', 'god mode', 'no restrictions', 'without restrictions', 'without any restrictions', 'unrestricted ai', 'no filters', 'without filters', 'uncensored', 'content policy', 'safety guidelines', 'hidden instructions']] },
   { category: 'system', rule: 'system/multi', slots: [['systemprompt', 'systemanweisung', 'invite systeme', 'prompt del sistema', 'prompt di sistema', 'prompt do sistema', 'системный промпт', 'системные инструкции', '系统提示', '越狱']] },
+
+  // Dictating the model's judgment of the very item ("classify it as BENIGN").
+  { category: 'system', rule: 'system/verdict', slots: [['classify', 'label', 'rate', 'treat', 'report', 'mark'], ['as safe', 'as benign', 'as harmless', 'as approved', 'as legitimate', 'as trusted', 'as not malicious']], gap: 12 },
 
   // Exfiltration: a verb of sending or revealing, then something secret.
   {
@@ -181,7 +187,7 @@ const PHRASES: PhraseCue[] = [
   },
 
   // Tool and command use.
-  { category: 'command', rule: 'command/en', slots: [['run the following', 'execute the following', 'run this command', 'execute this command', 'call the tool', 'call the function', 'invoke the tool', 'use the tool', 'open the following link', 'visit the following', 'click the link']] },
+  { category: 'command', rule: 'command/en', slots: [['run the following', 'execute the following', 'run this command', 'execute this command', 'call the tool', 'call the function', 'invoke the tool', 'use the tool', 'open the following link', 'visit the following', 'click the link', 'reply only with', 'respond only with', 'answer only with', 'approve the upload', 'approve this request']] },
 ];
 
 interface CompiledPhrase extends PhraseCue {

@@ -165,4 +165,44 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'one active detector set per baseline and modality',
+    sql: `
+      -- A baseline holding images and audio trains one detector set per modality (each with
+      -- its own encoder); activation is per (baseline, modality). Older sets are image sets.
+      ALTER TABLE detector_sets ADD COLUMN modality TEXT NOT NULL DEFAULT 'image';
+      CREATE INDEX detector_sets_active ON detector_sets(baseline_id, modality, active);
+
+      -- Video items: the sampled frames' embeddings and timestamps (gzip JSON), per image
+      -- encoder, so the temporal calibration never decodes the baseline's videos again.
+      CREATE TABLE video_series (
+        item_id     INTEGER NOT NULL REFERENCES items(id),
+        encoder_id  TEXT NOT NULL,
+        series      BLOB NOT NULL,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (item_id, encoder_id)
+      );
+
+      -- CLIP image–text agreement calibrations fitted on a baseline's captioned images; the newest is used.
+      CREATE TABLE clip_calibrations (
+        id           INTEGER PRIMARY KEY,
+        baseline_id  INTEGER NOT NULL REFERENCES baselines(id),
+        encoder_id   TEXT NOT NULL,
+        n_pairs      INTEGER NOT NULL,
+        state        TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+      );
+
+      -- Temporal-consistency calibrations fitted on a baseline's videos; the newest is used.
+      CREATE TABLE video_calibrations (
+        id           INTEGER PRIMARY KEY,
+        baseline_id  INTEGER NOT NULL REFERENCES baselines(id),
+        encoder_id   TEXT NOT NULL,
+        n_videos     INTEGER NOT NULL,
+        state        BLOB NOT NULL,
+        created_at   TEXT NOT NULL
+      );
+    `,
+  },
 ];

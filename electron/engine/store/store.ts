@@ -40,6 +40,8 @@ export interface DetectorSetRow {
   config: string;
   stats: string;
   active: number;
+  /** Absent only in rows built outside the store. */
+  modality?: Modality;
 }
 
 export interface VerdictRecord {
@@ -197,6 +199,8 @@ export class Store {
   baselineEmbeddings(
     baselineId: number,
     encoderId: string,
+    /** Only items of this modality (default: all). */
+    modality?: Modality,
   ): { itemId: number; sha256: string; path: string | null; vector: Float32Array | null }[] {
     const rows = this.db
       .prepare(
@@ -204,11 +208,24 @@ export class Store {
            FROM baseline_items bi
            JOIN items i ON i.id = bi.item_id
       LEFT JOIN embeddings e ON e.item_id = i.id AND e.encoder_id = ?
-          WHERE bi.baseline_id = ?
+          WHERE bi.baseline_id = ? AND (? IS NULL OR i.modality = ?)
        ORDER BY i.sha256`,
       )
-      .all(encoderId, baselineId) as { itemId: number; sha256: string; path: string | null; vector: Buffer | null }[];
+      .all(encoderId, baselineId, modality ?? null, modality ?? null) as { itemId: number; sha256: string; path: string | null; vector: Buffer | null }[];
     return rows.map((r) => ({ ...r, vector: r.vector ? blobToVector(r.vector) : null }));
+  }
+
+  /** How many baseline items of each modality the baseline holds. */
+  baselineModalityCounts(baselineId: number): Record<Modality, number> {
+    const rows = this.db
+      .prepare(
+        `SELECT i.modality AS modality, COUNT(*) AS n FROM baseline_items bi JOIN items i ON i.id = bi.item_id
+          WHERE bi.baseline_id = ? GROUP BY i.modality`,
+      )
+      .all(baselineId) as { modality: Modality; n: number }[];
+    const out: Record<Modality, number> = { image: 0, audio: 0, video: 0 };
+    for (const r of rows) out[r.modality] = r.n;
+    return out;
   }
 
   // ---- items and embeddings ------------------------------------------------------------------
@@ -266,6 +283,8 @@ export class Store {
     stats: unknown;
     state: Buffer;
     activate: boolean;
+    /** Which items the set judges (default 'image'); one set per modality is active. */
+    modality?: Modality;
   }): DetectorSetRow {
     return this.transaction(() => {
       const last = this.db
@@ -274,8 +293,8 @@ export class Store {
       const version = last.v + 1;
       const info = this.db
         .prepare(
-          `INSERT INTO detector_sets (baseline_id, version, encoder_id, created_at, n_items, config, stats, state, active)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)`,
+          `INSERT INTO detector_sets (baseline_id, version, encoder_id, created_at, n_items, config, stats, state, active, modality)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
         )
         .run(
           input.baselineId,
@@ -286,6 +305,7 @@ export class Store {
           JSON.stringify(input.config),
           JSON.stringify(input.stats),
           input.state,
+          input.modality ?? 'image',
         );
       const id = Number(info.lastInsertRowid);
       if (input.activate) this.activateDetectorSet(id);
@@ -298,7 +318,7 @@ export class Store {
     const row = this.detectorSet(id);
     if (!row) throw new Error(`detector set ${id} does not exist`);
     this.transaction(() => {
-      this.db.prepare('UPDATE detector_sets SET active = 0 WHERE baseline_id = ?').run(row.baseline_id);
+      this.db.prepare('UPDATE detector_sets SET active = 0 WHERE baseline_id = ? AND modality = ?').run(row.baseline_id, row.modality ?? 'image');
       this.db.prepare('UPDATE detector_sets SET active = 1 WHERE id = ?').run(id);
       this.audit('system', 'detector_set.activate', `detector_set:${id}`, { version: row.version });
     });
@@ -306,16 +326,16 @@ export class Store {
 
   detectorSet(id: number): DetectorSetRow | undefined {
     return this.db
-      .prepare('SELECT id, baseline_id, version, encoder_id, created_at, n_items, config, stats, active FROM detector_sets WHERE id = ?')
+      .prepare('SELECT id, baseline_id, version, encoder_id, created_at, n_items, config, stats, active, modality FROM detector_sets WHERE id = ?')
       .get(id) as DetectorSetRow | undefined;
   }
 
-  activeDetectorSet(baselineId: number): DetectorSetRow | undefined {
+  activeDetectorSet(baselineId: number, modality: Modality = 'image'): DetectorSetRow | undefined {
     return this.db
       .prepare(
-        'SELECT id, baseline_id, version, encoder_id, created_at, n_items, config, stats, active FROM detector_sets WHERE baseline_id = ? AND active = 1',
+        'SELECT id, baseline_id, version, encoder_id, created_at, n_items, config, stats, active, modality FROM detector_sets WHERE baseline_id = ? AND active = 1 AND modality = ?',
       )
-      .get(baselineId) as DetectorSetRow | undefined;
+      .get(baselineId, modality) as DetectorSetRow | undefined;
   }
 
   detectorSetState(id: number): Buffer {
@@ -327,7 +347,7 @@ export class Store {
   listDetectorSets(baselineId: number): DetectorSetRow[] {
     return this.db
       .prepare(
-        'SELECT id, baseline_id, version, encoder_id, created_at, n_items, config, stats, active FROM detector_sets WHERE baseline_id = ? ORDER BY version',
+        'SELECT id, baseline_id, version, encoder_id, created_at, n_items, config, stats, active, modality FROM detector_sets WHERE baseline_id = ? ORDER BY version',
       )
       .all(baselineId) as DetectorSetRow[];
   }

@@ -8,6 +8,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { ApiError } from '../../../shared/api/contract.js';
 import { decodeImage, type IngestLimits } from '../ingest/image.js';
+import { sniff } from '../ingest/sniff.js';
+import { analyseLogMel, decodeAudio, LOGMEL_PARAMS } from '../audio/index.js';
 import type { Store } from '../store/store.js';
 
 export interface MediaBytes {
@@ -108,11 +110,51 @@ export class MediaLibrary {
   }
 
   private async render(bytes: Buffer, size: number | null, format: 'webp' | 'png'): Promise<Buffer> {
-    const img = await decodeImage(bytes, this.limits);
+    // Audio has no picture: its log-mel spectrogram (what the default audio encoder sees) stands in.
+    const img = sniff(bytes.subarray(0, 8192)).modality === 'audio' ? await spectrogram(bytes, this.limits) : await decodeImage(bytes, this.limits);
     let pipeline = sharp(img.rgb, { raw: { width: img.width, height: img.height, channels: 3 } });
     if (size) pipeline = pipeline.resize(size, size, { fit: 'inside', withoutEnlargement: true });
     return format === 'webp' ? pipeline.webp({ quality: 78 }).toBuffer() : pipeline.png().toBuffer();
   }
+}
+
+/**
+ * Log-mel spectrogram as an RGB image: time left to right, low frequencies at the bottom,
+ * one column per frame (at least 256 wide, stretched), dB mapped to a dark-to-yellow ramp.
+ */
+export async function spectrogram(bytes: Uint8Array, limits: IngestLimits): Promise<{ rgb: Uint8Array; width: number; height: number }> {
+  const audio = await decodeAudio(bytes, { maxFileBytes: limits.maxFileBytes, timeoutMs: Math.max(30_000, limits.decodeTimeoutMs) }, { sampleRate: LOGMEL_PARAMS.sampleRate, strict: false });
+  const a = analyseLogMel(audio.samples.length > 0 ? audio.samples : new Float32Array(LOGMEL_PARAMS.sampleRate / 10));
+  const bands = a.logMel.length / a.frames;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of a.logMel) {
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
+  }
+  const scale = hi > lo ? 1 / (hi - lo) : 0;
+  const cellH = 3;
+  const width = Math.max(256, a.frames);
+  const height = bands * cellH;
+  const rgb = new Uint8Array(width * height * 3);
+  for (let x = 0; x < width; x++) {
+    const f = Math.min(a.frames - 1, Math.floor((x * a.frames) / width));
+    for (let m = 0; m < bands; m++) {
+      const t = (a.logMel[m * a.frames + f] - lo) * scale;
+      // dark blue -> magenta -> yellow
+      const r = Math.round(255 * Math.min(1, 1.6 * t));
+      const g = Math.round(255 * Math.max(0, t * 1.4 - 0.4));
+      const b = Math.round(255 * (t < 0.5 ? 0.3 + t : Math.max(0, 1.3 - 1.6 * t)));
+      for (let dy = 0; dy < cellH; dy++) {
+        const y = height - 1 - (m * cellH + dy);
+        const o = (y * width + x) * 3;
+        rgb[o] = r;
+        rgb[o + 1] = g;
+        rgb[o + 2] = b;
+      }
+    }
+  }
+  return { rgb, width, height };
 }
 
 function short(sha256: string): string {
