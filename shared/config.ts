@@ -84,7 +84,9 @@ export const configSchema = z
                 /** Look-alike baseline items whose displacement an item's is compared with. */
                 k: positiveInt.max(1000).default(20),
               },
-              { mode: 'always', weight: 1 },
+              // Weights 2 / 0.5 / 1.5 (squeeze / cross_encoder / cross_regression) measured best
+              // on the dev attack sets among 1–2 / 0.5–1 / 1–2 (README, Fusion).
+              { mode: 'always', weight: 2 },
             ).prefault({}),
             /** Agreement of the item's baseline neighbours under a second, architecturally different encoder. */
             cross_encoder: expensive(
@@ -92,7 +94,20 @@ export const configSchema = z
                 model: z.enum(['inception_v3']).default('inception_v3'),
                 k: positiveInt.max(1000).default(10),
               },
-              { mode: 'always', weight: 1 },
+              { mode: 'always', weight: 0.5 },
+            ).prefault({}),
+            /**
+             * Cross-encoder regression residual: a ridge map from the cross encoder's embedding to
+             * the primary one, fitted on the baseline; how far the item's primary embedding points
+             * away from where the map puts it. Reuses the cross encoder's pass (no extra cost);
+             * trains only when cross_encoder is not off.
+             */
+            cross_regression: expensive(
+              {
+                /** Ridge strength, relative to the mean squared norm of the centred secondary embeddings. */
+                ridge: z.number().gt(0).max(1000).default(0.03),
+              },
+              { mode: 'always', weight: 1.5 },
             ).prefault({}),
           })
           .strict()
@@ -280,14 +295,15 @@ embedding_anomaly_detection:
     # the cheap tier, so gating on it skips exactly them (README, Tiers).
     transformation_consistency:
       mode: always
-      weight: 1
+      weight: 2
       squeezers: [median, jpeg, resize]   # also: bit_depth (measured to hurt on photos, see README)
       bit_depth: 5
       median_size: 2
       jpeg_quality: 75
       resize_factor: 0.75
       k: 20                   # compared with the squeeze displacement of its 20 nearest look-alikes
-    cross_encoder: { mode: always, weight: 1, model: inception_v3, k: 10 }
+    cross_encoder: { mode: always, weight: 0.5, model: inception_v3, k: 10 }
+    cross_regression: { mode: always, weight: 1.5, ridge: 0.03 }   # needs cross_encoder's embedding, no extra pass
   fusion:
     method: omnibus           # omnibus | cauchy | fisher (see README, Fusion)
   tiering:

@@ -91,9 +91,10 @@ test('attack-aware signals, fusion and tiers: documented defaults, validated lik
   const c = defaultConfig().embedding_anomaly_detection;
   assert.deepEqual(c.detection_methods.lid, { enabled: true, weight: 1, k: 20 });
   assert.deepEqual(c.detection_methods.transformation_consistency, {
-    mode: 'always', weight: 1, squeezers: ['median', 'jpeg', 'resize'], bit_depth: 5, median_size: 2, jpeg_quality: 75, resize_factor: 0.75, k: 20,
+    mode: 'always', weight: 2, squeezers: ['median', 'jpeg', 'resize'], bit_depth: 5, median_size: 2, jpeg_quality: 75, resize_factor: 0.75, k: 20,
   });
-  assert.deepEqual(c.detection_methods.cross_encoder, { mode: 'always', weight: 1, model: 'inception_v3', k: 10 });
+  assert.deepEqual(c.detection_methods.cross_encoder, { mode: 'always', weight: 0.5, model: 'inception_v3', k: 10 });
+  assert.deepEqual(c.detection_methods.cross_regression, { mode: 'always', weight: 1.5, ridge: 0.03 });
   assert.deepEqual(c.fusion, { method: 'omnibus' });
   assert.deepEqual(c.tiering, { inconclusive_low: 0.1, inconclusive_high: 0.7 });
   const ok = parseConfig(`
@@ -113,6 +114,7 @@ embedding_anomaly_detection:
   detection_methods:
     transformation_consistency: { mode: sometimes, squeezers: [median, median], resize_factor: 1 }
     cross_encoder: { model: resnet }
+    cross_regression: { ridge: 0, mode: sometimes }
   fusion: { method: mean }
   tiering: { inconclusive_low: 0.8, inconclusive_high: 0.2 }
 `;
@@ -125,6 +127,8 @@ embedding_anomaly_detection:
       assert.match(m, /'embedding_anomaly_detection\.detection_methods\.transformation_consistency\.squeezers': each squeezer at most once/);
       assert.match(m, /'embedding_anomaly_detection\.detection_methods\.transformation_consistency\.resize_factor'/);
       assert.match(m, /'embedding_anomaly_detection\.detection_methods\.cross_encoder\.model'/);
+      assert.match(m, /'embedding_anomaly_detection\.detection_methods\.cross_regression\.ridge'/);
+      assert.match(m, /'embedding_anomaly_detection\.detection_methods\.cross_regression\.mode'/);
       assert.match(m, /'embedding_anomaly_detection\.fusion\.method'/);
       assert.match(m, /inconclusive_low must not exceed inconclusive_high/);
       return true;

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CrossEncoderDetector, agreementStatistic } from '../shared/detectors/cross-encoder.js';
+import { CrossRegression, spdInverse } from '../shared/detectors/cross-regression.js';
 import { detectorSetFromJSON, trainDetectorSet, type TrainOptions } from '../shared/detectors/detector-set.js';
 import { CAUCHY_P_CAP, fusedEvidence, fusedStatistic, TieredFusion } from '../shared/detectors/fusion.js';
 import { LidDetector, lidOf } from '../shared/detectors/lid.js';
@@ -229,4 +230,97 @@ test('tiered fusion: the gated policy replays the gate on the baseline (hand-siz
   assert.throws(() => f.fuse({ squeeze: 0.2 }), /missing p-value for knn/);
   const back = TieredFusion.fromJSON(JSON.parse(JSON.stringify(f.toJSON())));
   assert.deepEqual(back.fuse({ knn: 0.2, squeeze: 0.01 }), r);
+});
+
+// ---- cross-encoder regression residual -----------------------------------------------------
+
+test('spdInverse: inverts a symmetric positive-definite matrix and rejects an indefinite one', () => {
+  const A = Float64Array.from([4, 2, 0.6, 2, 5, 1, 0.6, 1, 3]);
+  const inv = spdInverse(A, 3);
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) {
+      let s = 0;
+      for (let k = 0; k < 3; k++) s += A[i * 3 + k] * inv[k * 3 + j];
+      close(s, i === j ? 1 : 0, 1e-12, `(A·A⁻¹)[${i}][${j}]`);
+    }
+  }
+  assert.throws(() => spdInverse(Float64Array.from([1, 2, 2, 1]), 2), /not positive definite/);
+});
+
+test('cross regression: leave-one-out scores equal a refit without the item; a primary-only move raises the residual', () => {
+  // Secondary: 16-d; primary: a fixed linear image of it plus a little noise, so the map is learnable.
+  const rng = mulberry32(12);
+  const M = Array.from({ length: 10 * 16 }, () => normal(rng));
+  const pair = () => {
+    const s = normaliseInPlace(Float32Array.from({ length: 16 }, (_, i) => (i < 6 ? normal(rng) : normal(rng) * 0.2) + (i === 0 ? 2 : 0)));
+    const p = normaliseInPlace(Float32Array.from({ length: 10 }, (_, r) => s.reduce((acc, v, c) => acc + M[r * 16 + c] * v, 0) + normal(rng) * 0.05));
+    return { s, p };
+  };
+  const base = Array.from({ length: 120 }, pair);
+  const index = (rows: Float32Array[]) => CrossEncoderDetector.fit(rows.map((_, i) => base[i % base.length].p), rows, rows.map((_, i) => i), 'synthetic-2', { k: 5 }).secondaryIndex;
+  const { model, looRaw } = CrossRegression.fit(index(base.map((b) => b.s)), base.map((b) => b.p), 0.03);
+  // Exact LOO up to the centring means (which still include the item): refit without item 0.
+  const rest = base.slice(1);
+  const refit = CrossRegression.fit(index(rest.map((b) => b.s)), rest.map((b) => b.p), 0.03).model;
+  const outside = refit.score([base[0].p], [base[0].s])[0];
+  close(looRaw[0], outside, 0.1 * outside + 1e-3, 'leave-one-out residual vs refit');
+  // Scoring a member with its own position reproduces its leave-one-out value.
+  close(model.score([base[3].p], [base[3].s], [3])[0], looRaw[3], 1e-5, 'member scored with self index');
+  assert.ok(model.score([base[3].p], [base[3].s])[0] < looRaw[3], 'in-sample residual is smaller than leave-one-out');
+  // Fresh clean pairs look like the baseline; the same secondaries with another item's primary do not.
+  const fresh = Array.from({ length: 60 }, pair);
+  const clean = model.score(fresh.map((f) => f.p), fresh.map((f) => f.s));
+  const moved = model.score(fresh.map((_, i) => fresh[(i + 30) % fresh.length].p), fresh.map((f) => f.s));
+  const sorted = [...looRaw].sort((a, b) => a - b);
+  const q99 = sorted[Math.floor(0.99 * sorted.length)];
+  assert.ok(clean.filter((c) => c > q99).length <= 4, 'clean items rarely exceed the baseline 99th percentile');
+  assert.ok(moved.filter((c) => c > q99).length >= 0.8 * moved.length, `moved primaries exceed it: ${moved.filter((c) => c > q99).length}/${moved.length}`);
+  // Round trip.
+  const restored = CrossRegression.fromJSON(JSON.parse(JSON.stringify(model.toJSON())), index(base.map((b) => b.s)));
+  const again = restored.score(fresh.map((f) => f.p), fresh.map((f) => f.s));
+  again.forEach((v, i) => close(v, clean[i], 1e-5, `restored score ${i}`));
+  assert.throws(() => CrossRegression.fit(index(base.map((b) => b.s)), base.map((b) => b.p), 0), /ridge must be/);
+});
+
+test('cross regression in a detector set: trained only with the cross encoder, flags a primary-only move, survives serialisation', () => {
+  const { X, squeeze, secondary } = baselineWithFeatures(300, 21);
+  assert.throws(
+    () => trainDetectorSet(X, { ...FAST, encoderId: 'synthetic', crossEncoder: { encoderId: 's2', embeddings: secondary }, crossRegression: { ridge: -1 } }),
+    /ridge must be/,
+  );
+  const alone = trainDetectorSet(X, { ...FAST, encoderId: 'synthetic', squeeze: { featureNames: ['a', 'b'], features: squeeze }, crossRegression: {} });
+  assert.ok(!alone.allSignals.includes('cross_regression'));
+  assert.match(alone.stats.expensive.cross_regression!.note!, /cross encoder/);
+  const set = trainDetectorSet(X, {
+    ...FAST,
+    encoderId: 'synthetic',
+    crossEncoder: { encoderId: 'synthetic-2', embeddings: secondary, weight: 0 },
+    crossRegression: { weight: 1 },
+  });
+  assert.deepEqual(set.allSignals.slice(-2), ['cross_encoder', 'cross_regression']);
+  assert.deepEqual(set.stats.expensive.cross_regression, { n: 300, trained: true });
+  const fresh = baselineWithFeatures(40, 44);
+  const features = fresh.X.map((_, i) => ({ secondary: fresh.secondary[i] }));
+  const clean = set.score(fresh.X, { features });
+  // A primary embedding from elsewhere on the manifold (cheap tier sees nothing odd) with the
+  // item's own secondary: what a targeted attack on the primary encoder produces.
+  const moved = set.score(fresh.X.map((_, i) => fresh.X[(i + 20) % fresh.X.length]), { features });
+  const pClean = clean.map((v) => v.signals.cross_regression!.p);
+  const pMoved = moved.map((v) => v.signals.cross_regression!.p);
+  assert.ok(pMoved.filter((p) => p < 0.01).length >= 0.7 * pMoved.length, `moved items with p < 0.01: ${pMoved.filter((p) => p < 0.01).length}`);
+  assert.ok(pClean.filter((p) => p < 0.01).length <= 3, `clean items with p < 0.01: ${pClean.filter((p) => p < 0.01).length}`);
+  assert.ok(moved.filter((v) => v.decision !== 'allow').length > clean.filter((v) => v.decision !== 'allow').length + 15);
+  const restored = detectorSetFromJSON(JSON.parse(JSON.stringify(set.toJSON())));
+  assert.deepEqual(restored.score(fresh.X, { features }), clean);
+  assert.equal(restored.params.crossRegression!.ridge, 0.03);
+  // A set stored before the signal existed (no crossRegression key) still loads, without it.
+  const old = set.toJSON() as unknown as Record<string, unknown>;
+  delete old.crossRegression;
+  const fusion = old.fusion as { weights: Record<string, number>; looP: Record<string, string> };
+  delete fusion.weights.cross_regression;
+  delete fusion.looP.cross_regression;
+  delete (old.calibrators as Record<string, unknown>).cross_regression;
+  delete ((old.fusion as { policy: { modes: Record<string, string> } }).policy.modes).cross_regression;
+  const legacy = detectorSetFromJSON(JSON.parse(JSON.stringify(old)));
+  assert.ok(!legacy.allSignals.includes('cross_regression') && legacy.crossRegression === null);
 });

@@ -45,6 +45,7 @@ before(async () => {
   // The cross encoder runs only when the cheap tier is inconclusive, so both tier paths run.
   const config = defaultConfig();
   config.embedding_anomaly_detection.detection_methods.cross_encoder.mode = 'when_inconclusive';
+  config.embedding_anomaly_detection.detection_methods.cross_regression.mode = 'when_inconclusive';
   engine = await Engine.open({ dataDir, config });
   const added = await engine.addToBaseline([baselineCopy]);
   assert.equal(added.added, 50);
@@ -87,7 +88,7 @@ test('baseline add stores the expensive features; a retrain needs no pixels', as
   const retrained = await engine.train();
   assert.deepEqual((retrained.stats as { expensive_notes: string[] }).expensive_notes, []);
   const expensive = (retrained.stats as { expensive: Record<string, { n: number; trained: boolean }> }).expensive;
-  assert.deepEqual(expensive, { squeeze: { n: 50, trained: true }, cross_encoder: { n: 50, trained: true } });
+  assert.deepEqual(expensive, { squeeze: { n: 50, trained: true }, cross_encoder: { n: 50, trained: true }, cross_regression: { n: 50, trained: true } });
 });
 
 test('the two encoders agree on clean items more than on mismatched pairs (what a targeted move looks like)', async () => {
@@ -111,6 +112,17 @@ test('the two encoders agree on clean items more than on mismatched pairs (what 
   const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
   assert.ok(mean(swapped) > mean(clean) + 0.1, `mean agreement statistic: mismatched ${mean(swapped)} vs clean ${mean(clean)}`);
   assert.ok(clean.filter((c, i) => swapped[i] > c).length >= 0.7 * m.length, 'most mismatched pairs disagree more than the clean pair');
+
+  // The regression residual on the same pairs (members scored leave-one-out): Inception's
+  // embedding of another picture predicts a MobileNet direction this item's does not have.
+  const regPolicy = { modes: { cross_regression: 'always' as const } };
+  const resid = (pairs: number[]) =>
+    set.score(m.map((r) => r.vector!), { baselineIndices: idx, features: pairs.map((j) => ({ secondary: inc[j].vector! })), policy: regPolicy })
+      .map((v) => v.signals.cross_regression!.raw);
+  const rClean = resid(idx);
+  const rSwapped = resid(idx.map((i) => (i + 25) % m.length));
+  assert.ok(mean(rSwapped) > mean(rClean) + 0.05, `mean residual: mismatched ${mean(rSwapped)} vs clean ${mean(rClean)}`);
+  assert.ok(rClean.filter((c, i) => rSwapped[i] > c).length >= 0.8 * m.length, 'most mismatched pairs have the larger residual');
 });
 
 test('tiers: squeeze always, the cross encoder only when the cheap tier is inconclusive, overridable per scan', async () => {
@@ -124,17 +136,18 @@ test('tiers: squeeze always, the cross encoder only when the cheap tier is incon
     assert.equal(it.tier.ran.includes('cross_encoder'), inBand);
     assert.equal(!!it.signals.cross_encoder, inBand);
     if (!inBand) assert.match(it.tier.not_run.cross_encoder!, /cheap tier conclusive/);
+    assert.equal(it.tier.ran.includes('cross_regression'), inBand, 'the regression residual follows the same gate here');
     assert.equal(typeof it.reference, 'number');
     for (const name of ['isolation_forest', 'autoencoder', 'knn', 'mahalanobis', 'cluster', 'lid']) assert.ok(it.signals[name], name);
   }
-  const forced = await engine.scan([holdout], { tiers: { squeeze: 'off', cross_encoder: 'always' } });
+  const forced = await engine.scan([holdout], { tiers: { squeeze: 'off', cross_encoder: 'always', cross_regression: 'off' } });
   for (const it of forced.items) {
     assert.deepEqual(it.tier!.ran, ['cross_encoder']);
     assert.equal(it.tier!.not_run.squeeze, 'off');
     assert.equal(it.signals.squeeze, undefined);
   }
   const all = await engine.scan([path.join(holdout, 'opencv__apple.jpg')], { allSignals: true });
-  assert.deepEqual(Object.keys(all.items[0].all_signals!).sort(), ['autoencoder', 'cluster', 'cross_encoder', 'isolation_forest', 'knn', 'lid', 'mahalanobis', 'squeeze']);
+  assert.deepEqual(Object.keys(all.items[0].all_signals!).sort(), ['autoencoder', 'cluster', 'cross_encoder', 'cross_regression', 'isolation_forest', 'knn', 'lid', 'mahalanobis', 'squeeze']);
   const bytes = fs.readFileSync(path.join(holdout, 'skimage__rocket.jpg'));
   const one = await engine.scanBytes(bytes, { name: 'rocket', tiers: { cross_encoder: 'always' } });
   assert.ok('tier' in one && one.tier!.ran.includes('cross_encoder'), 'in-memory items are measured from their bytes');
@@ -173,7 +186,7 @@ test('parallax eval: per-signal, fused and reference metrics, per family, contro
   const has = (m: Record<string, unknown>, what: string) => keys.forEach((k) => assert.equal(typeof m[k], 'number', `${what}.${k}`));
   has(report.fused, 'fused');
   has(report.reference, 'reference');
-  for (const s of ['isolation_forest', 'knn', 'lid', 'squeeze', 'cross_encoder']) has(report.signals[s], `signals.${s}`);
+  for (const s of ['isolation_forest', 'knn', 'lid', 'squeeze', 'cross_encoder', 'cross_regression']) has(report.signals[s], `signals.${s}`);
   has(report.families.noise.fused, 'families.noise.fused');
   has(report.families.noise.reference, 'families.noise.reference');
   assert.equal(report.families.noise.n, 5);

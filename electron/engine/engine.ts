@@ -498,7 +498,7 @@ export class Engine {
     vectors: Float32Array[],
     encoder: ImageEncoder,
     opts: { onProgress?: ProgressFn; signal?: AbortSignal },
-  ): Promise<{ options: Pick<TrainOptions, 'squeeze' | 'crossEncoder'>; squeeze: SqueezeParams | null; notes: string[] }> {
+  ): Promise<{ options: Pick<TrainOptions, 'squeeze' | 'crossEncoder' | 'crossRegression'>; squeeze: SqueezeParams | null; notes: string[] }> {
     const squeeze = this.configuredSqueeze();
     const notes: string[] = [];
     let secondaryId: string | null = null;
@@ -534,7 +534,7 @@ export class Engine {
     }
     if (failed > 0) notes.push(`${failed} baseline items could not be measured for the expensive signals (files moved or changed); they are left out of those signals' calibration`);
     const m = this.cfg.detection_methods;
-    const options: Pick<TrainOptions, 'squeeze' | 'crossEncoder'> = {};
+    const options: Pick<TrainOptions, 'squeeze' | 'crossEncoder' | 'crossRegression'> = {};
     if (squeeze) {
       options.squeeze = {
         mode: m.transformation_consistency.mode,
@@ -551,6 +551,12 @@ export class Engine {
         encoderId: secondaryId,
         params: { k: m.cross_encoder.k },
         embeddings: features.map((f) => f.secondary ?? null),
+      };
+      options.crossRegression = {
+        enabled: m.cross_regression.mode !== 'off',
+        mode: m.cross_regression.mode,
+        weight: m.cross_regression.weight,
+        ridge: m.cross_regression.ridge,
       };
     }
     return { options, squeeze, notes };
@@ -600,6 +606,7 @@ export class Engine {
       modes: {
         squeeze: overrides.squeeze ?? m.transformation_consistency.mode,
         cross_encoder: overrides.cross_encoder ?? m.cross_encoder.mode,
+        cross_regression: overrides.cross_regression ?? m.cross_regression.mode,
       },
       band: { low: this.cfg.tiering.inconclusive_low, high: this.cfg.tiering.inconclusive_high },
     };
@@ -827,7 +834,7 @@ export class Engine {
     const features = await this.measureForScan(items, wanted, loaded, encoder as ImageEncoder);
     const scores = set.score(vectors, { features, policy });
     const everything = opts.allSignals
-      ? set.score(vectors, { features, policy: { modes: { squeeze: 'always', cross_encoder: 'always' } } })
+      ? set.score(vectors, { features, policy: { modes: Object.fromEntries(set.expensiveSignals.map((name) => [name, 'always' as const])) } })
       : null;
     const k = this.cfg.scan.neighbours;
     const out: ScanItem[] = [];
@@ -900,7 +907,7 @@ export class Engine {
     const squeezeNeedsSecondary = loaded.set.squeezeModel?.reference === 'secondary';
     const needs: MeasureNeeds[] = wanted.map((w) => ({
       squeeze: !!squeeze && w.includes('squeeze'),
-      secondary: !!crossEncoder && (w.includes('cross_encoder') || (squeezeNeedsSecondary && w.includes('squeeze'))),
+      secondary: !!crossEncoder && (w.includes('cross_encoder') || w.includes('cross_regression') || (squeezeNeedsSecondary && w.includes('squeeze'))),
     }));
     if (!needs.some((n) => n.squeeze || n.secondary)) return items.map(() => ({}));
     const measurer = this.measurer(squeeze, !!crossEncoder);

@@ -115,6 +115,11 @@ export class CrossEncoderDetector {
     return this.secondary.dim;
   }
 
+  /** The secondary-space vectors (unit-normalised, member order), shared with the regression signal. */
+  get secondaryIndex(): BruteForceIndex {
+    return this.secondary;
+  }
+
   /** The primary-space vectors, for sharing with a kNN index over the same items. */
   get primaryIndex(): BruteForceIndex {
     return this.primary;

@@ -56,6 +56,7 @@ import {
   type ExpensiveSignalName,
   type TierMode,
 } from './signals.js';
+import { CROSS_REGRESSION_DEFAULT_RIDGE, CrossRegression, checkRidge, type CrossRegressionState } from './cross-regression.js';
 import { SQUEEZE_NEIGHBOURS, SqueezeModel, type SqueezeModelState, type SqueezeReference } from './squeeze.js';
 import type { EmbeddingDetector, EmbeddingDetectorState } from './types.js';
 
@@ -69,6 +70,7 @@ export const DEFAULT_EXTRA_WEIGHTS: Readonly<Record<'lid' | ExpensiveSignalName,
   lid: 1,
   squeeze: 1,
   cross_encoder: 1,
+  cross_regression: 1,
 });
 
 export interface SignalOptions<K extends CheapSignalName = CheapSignalName> {
@@ -112,6 +114,11 @@ export interface TrainOptions {
     embeddings: readonly (Float32Array | null | undefined)[];
     params?: Partial<CrossEncoderParams>;
   };
+  /**
+   * Cross-encoder regression residual (cross-regression.ts): uses crossEncoder's secondary
+   * embeddings, so it trains only when the cross encoder does.
+   */
+  crossRegression?: ExpensiveSignalOptions & { ridge?: number };
   fusion?: { method?: FusionMethod };
   /** The cheap-risk band in which `when_inconclusive` signals run (default 0.1–0.7). */
   tiering?: { band?: Partial<TierPolicy['band']> };
@@ -159,6 +166,8 @@ export interface DetectorSetParams {
   tiering: TierPolicy;
   squeeze: { featureNames: string[] } | null;
   crossEncoder: { encoderId: string; params: CrossEncoderParams } | null;
+  /** Absent in sets trained before the signal existed. */
+  crossRegression?: { ridge: number } | null;
 }
 
 export interface DetectorSetStats {
@@ -222,6 +231,8 @@ export interface DetectorSetState {
   fusion: TieredFusionState;
   squeeze: SqueezeModelState | null;
   crossEncoder: CrossEncoderState | null;
+  /** Absent in sets trained before the signal existed. */
+  crossRegression?: CrossRegressionState | null;
   stats: DetectorSetStats;
   /** Each baseline item's leave-one-out fused risk, in training order (base64 float32). */
   oofRisk: string;
@@ -258,6 +269,7 @@ export class DetectorSet {
     readonly stats: DetectorSetStats,
     /** Out-of-fold fused risk of each baseline item (training order): baseline hygiene. */
     readonly oofRisk: Float32Array,
+    readonly crossRegression: CrossRegression | null = null,
   ) {}
 
   /** Cheap signals, in canonical order. */
@@ -385,6 +397,7 @@ export class DetectorSet {
       fusion: this.fusion.toJSON(),
       squeeze: this.squeezeModel?.toJSON() ?? null,
       crossEncoder: this.crossEncoder?.toJSON({ sharePrimary: knnIndex !== null && this.crossEncoder.primaryIndex === knnIndex }) ?? null,
+      crossRegression: this.crossRegression?.toJSON() ?? null,
       stats: this.stats,
       oofRisk: float32ToBase64(this.oofRisk),
     };
@@ -441,19 +454,30 @@ export class DetectorSet {
       });
     }
     const cross = this.crossEncoder;
-    if (cross) {
-      const idx: number[] = [];
-      features.forEach((f, i) => {
-        if (f?.secondary) idx.push(i);
+    const secondaryIdx: number[] = [];
+    features.forEach((f, i) => {
+      if (f?.secondary) secondaryIdx.push(i);
+    });
+    const memberPosition = (i: number): number => {
+      const b = options.baselineIndices?.[i];
+      return b === null || b === undefined || !cross ? -1 : cross.members.indexOf(b);
+    };
+    const reg = this.crossRegression;
+    if (reg) {
+      const idx = secondaryIdx;
+      const scores = idx.length > 0 ? reg.score(idx.map((i) => X[i]), idx.map((i) => features[i]!.secondary!), idx.map(memberPosition)) : [];
+      out.cross_regression = X.map(() => null);
+      idx.forEach((i, j) => {
+        out.cross_regression![i] = scores[j];
       });
+    }
+    if (cross) {
+      const idx = secondaryIdx;
       const scores = idx.length > 0
         ? cross.scoreExcluding(
           idx.map((i) => X[i]),
           idx.map((i) => features[i]!.secondary!),
-          idx.map((i) => {
-            const b = options.baselineIndices?.[i];
-            return b === null || b === undefined ? -1 : cross.members.indexOf(b);
-          }),
+          idx.map(memberPosition),
         )
         : [];
       out.cross_encoder = X.map(() => null);
@@ -484,12 +508,13 @@ export function detectorSetFromJSON(input: unknown): DetectorSet {
   const knn = detectors.knn;
   const knnIndex = knn instanceof KnnDetector ? (knn.vectorIndex as BruteForceIndex) : undefined;
   const fusion = TieredFusion.fromJSON(state.fusion);
+  const crossEncoder = state.crossEncoder ? CrossEncoderDetector.fromJSON(state.crossEncoder, knnIndex) : null;
   const calibrators: Partial<Record<DetectionSignalName, Calibrator>> = {};
   for (const name of fusion.signals) {
     const cs = state.calibrators[name];
     const hasSource = (CHEAP_SIGNALS as readonly string[]).includes(name)
       ? !!detectors[name as CheapSignalName]
-      : name === 'squeeze' ? !!state.squeeze : !!state.crossEncoder;
+      : name === 'squeeze' ? !!state.squeeze : name === 'cross_regression' ? !!state.crossRegression && !!state.crossEncoder : !!state.crossEncoder;
     if (!hasSource || !cs) throw new RangeError(`detector-set state: signal ${name} lacks its detector or calibrator`);
     calibrators[name] = Calibrator.fromJSON(cs);
   }
@@ -502,9 +527,10 @@ export function detectorSetFromJSON(input: unknown): DetectorSet {
     calibrators,
     fusion,
     state.squeeze ? SqueezeModel.fromJSON(state.squeeze) : null,
-    state.crossEncoder ? CrossEncoderDetector.fromJSON(state.crossEncoder, knnIndex) : null,
+    crossEncoder,
     state.stats,
     base64ToFloat32(state.oofRisk),
+    state.crossRegression && crossEncoder ? CrossRegression.fromJSON(state.crossRegression, crossEncoder.secondaryIndex) : null,
   );
 }
 
@@ -625,6 +651,24 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
     }
     cancelled();
   }
+  let crossRegression: CrossRegression | null = null;
+  const cr = options.crossRegression;
+  if (cr && cr.enabled !== false && cfg.modes.cross_regression !== 'off') {
+    if (!crossEncoder) {
+      expensiveStats.cross_regression = { n: 0, trained: false, note: 'needs the cross encoder\'s secondary embeddings (cross_encoder not trained)' };
+    } else {
+      progress.start('cross_regression');
+      const members = crossEncoder.members;
+      const fitted = CrossRegression.fit(crossEncoder.secondaryIndex, members.map((i) => embeddings[i]), cfg.ridge);
+      crossRegression = fitted.model;
+      const raw = new Float64Array(n).fill(NaN);
+      members.forEach((i, j) => { raw[i] = fitted.looRaw[j]; });
+      addExpensive('cross_regression', raw, [...members]);
+      expensiveStats.cross_regression = { n: members.length, trained: true };
+    }
+    cancelled();
+    yield;
+  }
   const sq = options.squeeze;
   if (sq && sq.enabled !== false && cfg.modes.squeeze !== 'off') {
     // Judged against look-alikes in the secondary space when there is one (see squeeze.ts).
@@ -663,6 +707,7 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
   const trainedModes: TierPolicy['modes'] = {};
   if (squeezeModel) trainedModes.squeeze = cfg.modes.squeeze;
   if (crossEncoder) trainedModes.cross_encoder = cfg.modes.cross_encoder;
+  if (crossRegression) trainedModes.cross_regression = cfg.modes.cross_regression;
   const policy = checkTierPolicy({ modes: trainedModes, band: cfg.band });
   const fusion = new TieredFusion(cfg.method, weights, cfg.thresholds, reference, policy, looP, cfg.calibration);
   const oofRisk = Float32Array.from(fusion.baselineRisk(policy));
@@ -729,6 +774,7 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
     tiering: policy,
     squeeze: squeezeModel ? { featureNames: [...squeezeModel.features] } : null,
     crossEncoder: crossEncoder ? { encoderId: crossEncoder.secondaryEncoderId, params: { ...crossEncoder.params } } : null,
+    crossRegression: crossRegression ? { ridge: crossRegression.ridge } : null,
   };
   return new DetectorSet(
     options.encoderId,
@@ -742,6 +788,8 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
     crossEncoder,
     stats,
     oofRisk,
+    // Re-bound to the (possibly rebuilt, kNN-sharing) cross encoder's secondary index: same vectors.
+    crossRegression && crossEncoder ? CrossRegression.fromJSON(crossRegression.toJSON(), crossEncoder.secondaryIndex) : null,
   );
 }
 
@@ -789,6 +837,7 @@ interface ResolvedOptions {
   seed: number;
   minSamples: number;
   calibration: CalibratorOptions;
+  ridge: number;
 }
 
 function resolveOptions(options: TrainOptions): ResolvedOptions {
@@ -828,8 +877,14 @@ function resolveOptions(options: TrainOptions): ResolvedOptions {
   const expensiveWeights = {
     squeeze: checkWeight('squeeze', options.squeeze?.weight ?? DEFAULT_EXTRA_WEIGHTS.squeeze),
     cross_encoder: checkWeight('cross_encoder', options.crossEncoder?.weight ?? DEFAULT_EXTRA_WEIGHTS.cross_encoder),
+    cross_regression: checkWeight('cross_regression', options.crossRegression?.weight ?? DEFAULT_EXTRA_WEIGHTS.cross_regression),
   };
-  const modes = { squeeze: options.squeeze?.mode ?? 'always', cross_encoder: options.crossEncoder?.mode ?? 'always' } satisfies Record<ExpensiveSignalName, TierMode>;
+  const modes = {
+    squeeze: options.squeeze?.mode ?? 'always',
+    cross_encoder: options.crossEncoder?.mode ?? 'always',
+    cross_regression: options.crossRegression?.mode ?? 'always',
+  } satisfies Record<ExpensiveSignalName, TierMode>;
+  const ridge = checkRidge(options.crossRegression?.ridge ?? CROSS_REGRESSION_DEFAULT_RIDGE);
   const band = { ...DEFAULT_TIER_BAND, ...options.tiering?.band };
   checkTierPolicy({ modes, band });
   const method = options.fusion?.method ?? DEFAULT_FUSION_METHOD;
@@ -837,7 +892,7 @@ function resolveOptions(options: TrainOptions): ResolvedOptions {
   const calibration = { ...CALIBRATOR_DEFAULTS, ...options.calibration };
   // Fitting a throwaway calibrator validates its options before minutes of detector fits.
   Calibrator.fit([0, 1], calibration);
-  return { signals, weights, expensiveWeights, modes, band, method, detectorParams, thresholds, folds, seed, minSamples, calibration };
+  return { signals, weights, expensiveWeights, modes, band, method, detectorParams, thresholds, folds, seed, minSamples, calibration, ridge };
 }
 
 function makeProgress(options: TrainOptions, signals: CheapSignalName[], folds: number) {

@@ -50,6 +50,7 @@ export const SIGNAL_LABELS: Record<string, string> = {
   lid: 'Local intrinsic dim.',
   squeeze: 'Feature squeezing',
   cross_encoder: 'Cross-encoder',
+  cross_regression: 'Cross-encoder residual',
 };
 
 export function signalLabel(name: string): string {
