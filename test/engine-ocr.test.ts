@@ -51,7 +51,7 @@ test('OCR signal: typographic injections caught, screenshots and charts not (TPR
     const charts = (await list(sharedData('unusual', 'charts_vega_lite'))).filter((_, i) => i % 2 === 0);
     const benign = await engine.scan([...screenshots, ...charts]);
     const plain = await engine.scan(photos.slice(140, 160));
-    assert.equal(injected.errors.length + benign.errors.length + plain.errors.length, 0);
+    assert.deepEqual([...injected.errors, ...benign.errors, ...plain.errors], []);
 
     const fired = (items: ScanItem[], at: number) => items.filter((i) => (i.signals.ocr_instructions?.raw ?? -1) >= at).length;
     const rate = (items: ScanItem[], at: number) => fired(items, at) / items.length;

@@ -1010,7 +1010,7 @@ export class Engine {
         return { path: name, sha256, itemId: row.id, started, vector: v.vector, modality: 'video', video: v.extra };
       }
       // OCR runs on scanned images only (its score is not calibrated on the baseline).
-      const ocr = this.ocr.enabled && source !== 'baseline' ? await this.ocr.analyse(bytes, this.limits) : undefined;
+      const wantOcr = this.ocr.enabled && source !== 'baseline';
       const known = this.store.itemBySha(sha256);
       if (known && this.cfg.performance.cache_embeddings) {
         const cached = this.store.cachedEmbedding(known.id, encoder.id, this.cacheTtlFor(known.id));
@@ -1027,10 +1027,12 @@ export class Engine {
             },
             source,
           );
+          const ocr = wantOcr ? await this.ocr.analyse(bytes, this.limits) : undefined;
           return { path: name, sha256, itemId: known.id, started, vector: cached, ocr };
         }
       }
       const img = await decodeImage(bytes, this.limits);
+      const ocr = wantOcr ? await this.ocr.read(img) : undefined;
       const pixels = await resizeForEncoder(img, encoder.inputSize.width, encoder.inputSize.height);
       const size2 = this.secondaryInputSize();
       // Resizing now, while the image is decoded anyway, costs far less than decoding again

@@ -6,7 +6,7 @@
 // thresholds (ocr.review, default 0.5; ocr.block, default 0.85); the recognised text is the
 // signal's detail and the ScanItem's `ocr`.
 import type { DetectionConfig } from '../../shared/config.js';
-import { decodeImage, type IngestLimits } from './ingest/image.js';
+import { decodeImage, type DecodedImage, type IngestLimits } from './ingest/image.js';
 import { PaddleOcr, scoreInstructionLikeness } from './ocr/index.js';
 
 export interface OcrFinding {
@@ -20,6 +20,7 @@ export interface OcrFinding {
 
 export class OcrPath {
   private enginePromise: Promise<PaddleOcr> | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly cfg: DetectionConfig) {}
 
@@ -50,10 +51,22 @@ export class OcrPath {
 
   /** Decodes (as the image path does, same limits) and reads the image; the instruction score of what was read. */
   async analyse(bytes: Uint8Array, limits: IngestLimits): Promise<OcrFinding> {
-    const img = await decodeImage(bytes, limits);
-    const ocr = await (await this.engine()).recognise(img.rgb, img.width, img.height);
-    const s = scoreInstructionLikeness(ocr.text);
-    return { score: s.score, text: ocr.text, cues: s.cues.map((c) => `${c.category}: ${c.match}`), lines: ocr.lines.length, ms: ocr.ms };
+    return this.read(await decodeImage(bytes, limits));
+  }
+
+  /**
+   * Reads an already decoded image. One image at a time: each recognition holds a libuv worker
+   * thread for up to seconds, and several at once would starve the image decoders that share
+   * that pool (their decode timeout then fires on perfectly good images).
+   */
+  read(img: DecodedImage): Promise<OcrFinding> {
+    const run = this.queue.then(async () => {
+      const ocr = await (await this.engine()).recognise(img.rgb, img.width, img.height);
+      const s = scoreInstructionLikeness(ocr.text);
+      return { score: s.score, text: ocr.text, cues: s.cues.map((c) => `${c.category}: ${c.match}`), lines: ocr.lines.length, ms: ocr.ms };
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   async close(): Promise<void> {
