@@ -23,6 +23,7 @@ before(async () => {
   const train = await runCli(['train', ...dd]);
   assert.equal(train.code, 0, train.stderr);
   assert.match(train.stdout, /trained detector set v1 on 50 items/);
+  assert.match(train.stderr, /a baseline of 50 items calibrates coarsely/, 'a small baseline is said to be small');
 });
 
 test('scan --json: one document with items (signals, neighbours) and errors', async () => {

@@ -29,6 +29,8 @@ export async function runDemo(engine: Engine, opts: { json: boolean; progress: P
     const t = await engine.train({ onProgress: (p) => opts.progress.update('train', p.done, p.total) });
     opts.progress.done();
     log(`demo: detector set v${t.detector_set.version} trained on ${t.detector_set.n_items} items in ${t.seconds.toFixed(1)} s`);
+    const note = smallBaselineNote(t.detector_set.n_items);
+    if (note) log(`demo: ${note}`);
   }
   const suspects = path.join(engine.dataDir, 'demo-suspects');
   await writeDemoSuspects(suspects, path.join(demo, 'holdout'));
@@ -158,4 +160,14 @@ async function writeRedteamSuspects(engine: Engine, dir: string, holdout: string
       fs.rmSync(out, { recursive: true, force: true });
     }
   }
+}
+
+/**
+ * Every signal is calibrated on the baseline, so a verdict can be no more certain than the
+ * baseline is large: below a few hundred items the rarest legitimate-looking tail rests on a
+ * fitted extrapolation, and clear oddities may only reach review. Said, not hidden.
+ */
+export function smallBaselineNote(nItems: number): string | null {
+  if (nItems >= 200) return null;
+  return `a baseline of ${nItems} items calibrates coarsely (p-values much below 1/${nItems + 1} are extrapolated): expect weak verdicts, and add a few hundred legitimate items for confident blocks`;
 }

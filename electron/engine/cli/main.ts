@@ -12,7 +12,7 @@ import { measureGuardLatency } from '../mcp/bench.js';
 import { demoDir } from '../paths.js';
 import { runBench } from './bench.js';
 import { defaultDataDir } from './data-dir.js';
-import { runDemo } from './demo.js';
+import { runDemo, smallBaselineNote } from './demo.js';
 import { ProgressBar } from './progress.js';
 
 /** Exit codes, documented in the README. Flagged items outrank item errors. */
@@ -182,6 +182,8 @@ export async function main(argv: string[]): Promise<number> {
             process.stdout.write(
               `trained ${modality === 'image' ? '' : `${modality} `}detector set v${d.version} on ${d.n_items} items of baseline '${report.baseline}' in ${seconds.toFixed(1)} s (encoder ${d.encoder_id})\n`,
             );
+            const note = smallBaselineNote(d.n_items);
+            if (note) process.stderr.write(`parallax: ${note}\n`);
           }
         }
         return EXIT.ok;
