@@ -23,6 +23,7 @@ import { startServer, type RunningServer } from '../electron/engine/server/serve
 import { nodeHttpTransport, waitForEvents } from '../electron/engine/server/node-transport.js';
 import { readStoredState } from '../electron/engine/workbench/detector-state.js';
 import { WorkbenchService } from '../electron/engine/workbench/service.js';
+import { defaultConfigYaml } from '../shared/config.js';
 import { blockingWarnings } from '../electron/engine/workbench/models.js';
 import { RetrainScheduler } from '../electron/engine/workbench/schedule.js';
 import { repoRoot } from './helpers/repo-root.js';
@@ -85,6 +86,12 @@ async function makeSuspects(dir: string): Promise<void> {
 
 before(async () => {
   await makeSuspects(suspects);
+  // A 50-photo baseline calibrates coarsely (train says so): the synthetic suspects reach risks
+  // of 0.3–0.45, so review starts at 0.3 here for the loop under test to have flagged items.
+  fs.mkdirSync(dataDir, { recursive: true });
+  const yaml = defaultConfigYaml();
+  assert.match(yaml, /review: 0\.4 /);
+  fs.writeFileSync(path.join(dataDir, 'config.yaml'), yaml.replace(/review: 0\.4 /, 'review: 0.3 '));
   engine = await Engine.open({ dataDir });
   service = await WorkbenchService.create({ engine, transport: 'http', demo: false, analyst: 'alice' });
   server = await startServer({ service, port: 0, staticDir: path.join(tmp, 'no-renderer'), token: TOKEN });
