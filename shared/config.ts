@@ -73,14 +73,16 @@ export const configSchema = z
               {
                 /** Which squeezers run; each costs one forward pass of the encoder per item. */
                 squeezers: z
-                  .array(z.enum(['bit_depth', 'median', 'jpeg', 'resize']))
+                  .array(z.enum(['bit_depth', 'median', 'jpeg', 'resize', 'occlusion']))
                   .min(1)
                   .refine((a) => new Set(a).size === a.length, { message: 'each squeezer at most once' })
-                  .default(['median', 'jpeg', 'resize']),
+                  .default(['median', 'jpeg', 'resize', 'occlusion']),
                 bit_depth: z.number().int().min(1).max(8).default(5),
                 median_size: z.number().int().min(2).max(7).default(2),
                 jpeg_quality: z.number().int().min(1).max(100).default(75),
                 resize_factor: z.number().gt(0).lt(1).default(0.75),
+                /** Occlusion windows per side (grid² extra forward passes per item); see electron/engine/signals/squeeze.ts. */
+                occlusion_grid: z.number().int().min(2).max(8).default(3),
                 /** Look-alike baseline items whose displacement an item's is compared with. */
                 k: positiveInt.max(1000).default(20),
               },
@@ -296,11 +298,12 @@ embedding_anomaly_detection:
     transformation_consistency:
       mode: always
       weight: 2
-      squeezers: [median, jpeg, resize]   # also: bit_depth (measured to hurt on photos, see README)
+      squeezers: [median, jpeg, resize, occlusion]   # also: bit_depth (measured to hurt on photos, see README)
       bit_depth: 5
       median_size: 2
       jpeg_quality: 75
       resize_factor: 0.75
+      occlusion_grid: 3       # occlusion pixelates one of 3×3 overlapping windows at a time (9 passes)
       k: 20                   # compared with the squeeze displacement of its 20 nearest look-alikes
     cross_encoder: { mode: always, weight: 0.5, model: inception_v3, k: 10 }
     cross_regression: { mode: always, weight: 1.5, ridge: 0.03 }   # needs cross_encoder's embedding, no extra pass

@@ -91,7 +91,7 @@ test('attack-aware signals, fusion and tiers: documented defaults, validated lik
   const c = defaultConfig().embedding_anomaly_detection;
   assert.deepEqual(c.detection_methods.lid, { enabled: true, weight: 1, k: 20 });
   assert.deepEqual(c.detection_methods.transformation_consistency, {
-    mode: 'always', weight: 2, squeezers: ['median', 'jpeg', 'resize'], bit_depth: 5, median_size: 2, jpeg_quality: 75, resize_factor: 0.75, k: 20,
+    mode: 'always', weight: 2, squeezers: ['median', 'jpeg', 'resize', 'occlusion'], bit_depth: 5, median_size: 2, jpeg_quality: 75, resize_factor: 0.75, occlusion_grid: 3, k: 20,
   });
   assert.deepEqual(c.detection_methods.cross_encoder, { mode: 'always', weight: 0.5, model: 'inception_v3', k: 10 });
   assert.deepEqual(c.detection_methods.cross_regression, { mode: 'always', weight: 1.5, ridge: 0.03 });
@@ -112,7 +112,7 @@ embedding_anomaly_detection:
   const bad = `
 embedding_anomaly_detection:
   detection_methods:
-    transformation_consistency: { mode: sometimes, squeezers: [median, median], resize_factor: 1 }
+    transformation_consistency: { mode: sometimes, squeezers: [median, median], resize_factor: 1, occlusion_grid: 1 }
     cross_encoder: { model: resnet }
     cross_regression: { ridge: 0, mode: sometimes }
   fusion: { method: mean }
@@ -126,6 +126,7 @@ embedding_anomaly_detection:
       assert.match(m, /'embedding_anomaly_detection\.detection_methods\.transformation_consistency\.mode'/);
       assert.match(m, /'embedding_anomaly_detection\.detection_methods\.transformation_consistency\.squeezers': each squeezer at most once/);
       assert.match(m, /'embedding_anomaly_detection\.detection_methods\.transformation_consistency\.resize_factor'/);
+      assert.match(m, /'embedding_anomaly_detection\.detection_methods\.transformation_consistency\.occlusion_grid'/);
       assert.match(m, /'embedding_anomaly_detection\.detection_methods\.cross_encoder\.model'/);
       assert.match(m, /'embedding_anomaly_detection\.detection_methods\.cross_regression\.ridge'/);
       assert.match(m, /'embedding_anomaly_detection\.detection_methods\.cross_regression\.mode'/);

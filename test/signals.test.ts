@@ -16,7 +16,8 @@ import { mulberry32 } from '../shared/math/rng.js';
 import { Engine } from '../electron/engine/engine.js';
 import { openMobileNetEncoder } from '../electron/engine/encoders/mobilenet.js';
 import { decodeImage, resizeForEncoder } from '../electron/engine/ingest/image.js';
-import { squeezeDistances, SQUEEZE_DEFAULTS } from '../electron/engine/signals/squeeze.js';
+import type { ImageEncoder } from '../electron/engine/encoders/encoder.js';
+import { occlusionWindows, pixelateWindow, squeezeDistances, squeezerDistance, SQUEEZE_DEFAULTS } from '../electron/engine/signals/squeeze.js';
 import { evalCommand } from '../electron/engine/cli/eval-command.js';
 import { repoRoot } from './helpers/repo-root.js';
 
@@ -77,11 +78,68 @@ test('squeezing a clean photo barely moves its embedding; after high-frequency n
   }
 });
 
+test('occlusion windows: every square of side W/(grid+1) lies inside one; pixelation stays inside its window', () => {
+  for (const grid of [2, 3, 4]) {
+    const wins = occlusionWindows(224, 224, grid);
+    assert.equal(wins.length, grid * grid);
+    const side = Math.floor(224 / (grid + 1));
+    for (let x = 0; x + side <= 224; x += 7) {
+      for (let y = 0; y + side <= 224; y += 7) {
+        assert.ok(wins.some(([wx, wy, ww, wh]) => wx <= x && wy <= y && x + side <= wx + ww && y + side <= wy + wh), `grid ${grid}: square at ${x},${y} not covered`);
+      }
+    }
+  }
+  const px = noisy(new Float32Array(16 * 16 * 3).fill(0.5), 60, 3);
+  const out = pixelateWindow(px, 16, 8, 0, 8, 8, 4);
+  for (let y = 0; y < 16; y++) {
+    for (let x = 0; x < 16; x++) {
+      const o = (y * 16 + x) * 3;
+      if (x >= 8 && y < 8) {
+        const b = ((y - (y % 4)) * 16 + (x - (x % 4))) * 3;
+        assert.equal(out[o], out[b], 'one value per 4×4 block');
+      } else assert.equal(out[o], px[o], `pixel ${x},${y} outside the window changed`);
+    }
+  }
+  assert.equal(squeezerDistance('occlusion', [0.01, 0.02, 0.08, 0.02, 0.01]), 0.08 / 0.02);
+  assert.equal(squeezerDistance('jpeg', [0.03]), 0.03);
+});
+
+test('occlusion: a patch that dominates the embedding from one corner stands out; a clean image\'s windows are alike', async () => {
+  // A stand-in encoder whose embedding is the high-frequency energy of each 28×28 cell plus a
+  // constant: whatever sits in one cell and is loud enough steers it, as a patch steers a CNN.
+  const W = 224, C = 8, S = W / C;
+  const embed = (px: Float32Array): Float32Array => {
+    const v = new Float32Array(C * C + 1);
+    v[C * C] = 1;
+    for (let y = 0; y < W; y++) for (let x = 0; x + 1 < W; x++) v[Math.floor(y / S) * C + Math.floor(x / S)] += Math.abs(px[(y * W + x) * 3] - px[(y * W + x + 1) * 3]) / 50;
+    const n = Math.hypot(...v);
+    return v.map((e) => e / n);
+  };
+  const fake: ImageEncoder = {
+    id: 'fake@0', modality: 'image', dim: C * C + 1, inputSize: { width: W, height: W }, provider: 'cpu', providerNote: '',
+    embedPixels: async (px, n) => Array.from({ length: n }, (_, i) => embed(px.subarray(i * W * W * 3, (i + 1) * W * W * 3))),
+    rawFeatures: async () => [],
+    close: async () => {},
+  };
+  const rng = mulberry32(11);
+  const clean = new Float32Array(W * W * 3).map(() => 0.4 + 0.2 * rng());
+  const patched = Float32Array.from(clean);
+  for (let y = 60; y < 110; y++) for (let x = 10; x < 60; x++) for (let c = 0; c < 3; c++) patched[(y * W + x) * 3 + c] = rng() < 0.5 ? 0 : 1;
+  const params = { ...SQUEEZE_DEFAULTS, squeezers: ['jpeg' as const, 'occlusion' as const] };
+  const [dc, dp] = await squeezeDistances(fake, [clean, patched], [embed(clean), embed(patched)], params);
+  assert.deepEqual(Object.keys(dc).sort(), ['jpeg', 'occlusion']);
+  assert.ok(dc.occlusion! >= 1 && dc.occlusion! < 1.5, `clean ratio ${dc.occlusion}`);
+  assert.ok(dp.occlusion! > 5, `patched ratio ${dp.occlusion}`);
+});
+
 test('baseline add stores the expensive features; a retrain needs no pixels', async () => {
   const names = (engine.store.db.prepare('SELECT DISTINCT name FROM item_features ORDER BY name').all() as { name: string }[]).map((r) => r.name);
-  assert.deepEqual(names, ['squeeze.v1.jpeg_75', 'squeeze.v1.median_2', 'squeeze.v1.resize_0.75']);
+  assert.deepEqual(names, ['squeeze.v1.jpeg_75', 'squeeze.v1.median_2', 'squeeze.v1.occlusion_3', 'squeeze.v1.resize_0.75']);
   const nFeatures = (engine.store.db.prepare('SELECT COUNT(*) AS n FROM item_features').get() as { n: number }).n;
-  assert.equal(nFeatures, 150);
+  assert.equal(nFeatures, 200);
+  // The occlusion feature is a max/median ratio over the windows, so at least 1.
+  const occ = engine.store.db.prepare("SELECT MIN(value) AS lo FROM item_features WHERE name = 'squeeze.v1.occlusion_3'").get() as { lo: number };
+  assert.ok(occ.lo >= 1, `occlusion ratio ${occ.lo}`);
   const inception = (engine.store.db.prepare("SELECT COUNT(*) AS n FROM embeddings WHERE encoder_id LIKE 'inception_v3@%'").get() as { n: number }).n;
   assert.equal(inception, 50);
   fs.rmSync(baselineCopy, { recursive: true, force: true });

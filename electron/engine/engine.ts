@@ -287,6 +287,7 @@ export class Engine {
       medianSize: t.median_size,
       jpegQuality: t.jpeg_quality,
       resizeFactor: t.resize_factor,
+      occlusionGrid: t.occlusion_grid,
     });
   }
 
