@@ -111,6 +111,14 @@ export const configSchema = z
               },
               { mode: 'always', weight: 1.5 },
             ).prefault({}),
+            /**
+             * Squeeze towards the cross prediction: the cross_regression residual of the item's
+             * embedding minus the mean residual of its median/JPEG/resize squeezed copies'
+             * embeddings. Reuses squeeze's and cross_encoder's passes (no extra cost); trains when
+             * transformation_consistency and cross_regression do, and runs only on items where
+             * squeeze and cross_encoder both run.
+             */
+            squeeze_cross: expensive({}, { mode: 'always', weight: 2 }).prefault({}),
           })
           .strict()
           .prefault({}),
@@ -307,6 +315,7 @@ embedding_anomaly_detection:
       k: 20                   # compared with the squeeze displacement of its 20 nearest look-alikes
     cross_encoder: { mode: always, weight: 0.5, model: inception_v3, k: 10 }
     cross_regression: { mode: always, weight: 1.5, ridge: 0.03 }   # needs cross_encoder's embedding, no extra pass
+    squeeze_cross: { mode: always, weight: 2 }   # squeezed copies vs the cross prediction; reuses squeeze + cross_encoder passes
   fusion:
     method: omnibus           # omnibus | cauchy | fisher (see README, Fusion)
   tiering:

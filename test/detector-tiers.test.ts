@@ -324,3 +324,113 @@ test('cross regression in a detector set: trained only with the cross encoder, f
   const legacy = detectorSetFromJSON(JSON.parse(JSON.stringify(old)));
   assert.ok(!legacy.allSignals.includes('cross_regression') && legacy.crossRegression === null);
 });
+
+// ---- squeeze towards the cross prediction (squeeze_cross) ----------------------------------
+
+test('squeeze_cross statistic: 0 for copies equal to the item, leave-one-out for members, large when squeezing moves back towards the prediction', () => {
+  const rng = mulberry32(31);
+  const M = Array.from({ length: 10 * 16 }, () => normal(rng));
+  const pair = () => {
+    const s = normaliseInPlace(Float32Array.from({ length: 16 }, (_, i) => (i < 6 ? normal(rng) : normal(rng) * 0.2) + (i === 0 ? 2 : 0)));
+    const p = normaliseInPlace(Float32Array.from({ length: 10 }, (_, r) => s.reduce((acc, v, c) => acc + M[r * 16 + c] * v, 0) + normal(rng) * 0.05));
+    return { s, p };
+  };
+  const jitter = (p: Float32Array, sd: number) => normaliseInPlace(Float32Array.from(p, (v) => v + normal(rng) * sd));
+  const base = Array.from({ length: 120 }, pair);
+  const index = (rows: Float32Array[]) => CrossEncoderDetector.fit(rows.map((_, i) => base[i % base.length].p), rows, rows.map((_, i) => i), 'synthetic-2', { k: 5 }).secondaryIndex;
+  const { model, looRaw } = CrossRegression.fit(index(base.map((b) => b.s)), base.map((b) => b.p), 0.03);
+  // Copies identical to the item: own residual minus the same residual.
+  close(model.scoreSqueezed([base[5].p], [[base[5].p, base[5].p]], [base[5].s])[0], 0, 1e-9, 'identical copies');
+  // A member's own term is its leave-one-out residual: with one copy c, value = looRaw − r_LOO(c).
+  const copy = jitter(base[3].p, 0.3);
+  const withSelf = model.scoreSqueezed([base[3].p], [[copy]], [base[3].s], [3])[0];
+  const inSample = model.scoreSqueezed([base[3].p], [[copy]], [base[3].s])[0];
+  assert.notEqual(withSelf, inSample, 'the member position changes the prediction');
+  // Against a refit without item 0, an outside item: the squeezed term follows the LOO prediction too.
+  const rest = base.slice(1);
+  const refit = CrossRegression.fit(index(rest.map((b) => b.s)), rest.map((b) => b.p), 0.03).model;
+  const copy0 = jitter(base[0].p, 0.3);
+  const loo = model.scoreSqueezed([base[0].p], [[copy0]], [base[0].s], [0])[0];
+  const outside = refit.scoreSqueezed([base[0].p], [[copy0]], [base[0].s])[0];
+  close(loo, outside, 0.1 * Math.abs(outside) + 2e-3, 'member leave-one-out vs refit');
+  const own = model.score([base[0].p], [base[0].s], [0])[0];
+  close(own, looRaw[0], 1e-5, 'own term');
+  // Attack-like: the primary moved to another item's, squeezing pulls it halfway back.
+  const fresh = Array.from({ length: 60 }, pair);
+  const clean = model.scoreSqueezed(fresh.map((f) => f.p), fresh.map((f) => [jitter(f.p, 0.02), jitter(f.p, 0.02), jitter(f.p, 0.02)]), fresh.map((f) => f.s));
+  const attacked = fresh.map((f, i) => {
+    const moved = fresh[(i + 30) % fresh.length].p;
+    const back = normaliseInPlace(Float32Array.from(moved, (v, t) => v + f.p[t]));
+    return model.scoreSqueezed([moved], [[back, back, back]], [f.s])[0];
+  });
+  const cleanMax = Math.max(...clean.map(Math.abs));
+  assert.ok(attacked.filter((a) => a > cleanMax).length >= 0.8 * attacked.length, `attacked above every clean |value|: ${attacked.filter((a) => a > cleanMax).length}/60`);
+  assert.throws(() => model.scoreSqueezed([base[0].p], [[]], [base[0].s]), /no squeezed embeddings/);
+  assert.throws(() => model.scoreSqueezed([base[0].p], [], [base[0].s]), /0 squeezed sets/);
+});
+
+test('squeeze_cross in a detector set: needs squeeze and cross_regression, runs only with both passes, flags squeeze-back, survives serialisation', () => {
+  const { X, squeeze, secondary, rng } = baselineWithFeatures(300, 23);
+  const jitter = (p: Float32Array, sd: number) => normaliseInPlace(Float32Array.from(p, (v) => v + normal(rng) * sd));
+  const squeezed = X.map((x) => [jitter(x, 0.01), jitter(x, 0.01), jitter(x, 0.01)]);
+  const common = {
+    ...FAST,
+    encoderId: 'synthetic',
+    crossEncoder: { encoderId: 'synthetic-2', embeddings: secondary, weight: 0 },
+    crossRegression: { weight: 0 },
+  } satisfies Partial<TrainOptions>;
+  // Without the squeeze signal it is not trained, and says why.
+  const noSqueeze = trainDetectorSet(X, { ...common, squeezeCross: { squeezed } });
+  assert.ok(!noSqueeze.allSignals.includes('squeeze_cross'));
+  assert.match(noSqueeze.stats.expensive.squeeze_cross!.note!, /needs squeeze and cross_regression/);
+  assert.throws(() => trainDetectorSet(X, { ...common, squeezeCross: { squeezed: squeezed.slice(1) } }), /299 squeezed-embedding rows for 300/);
+  const set = trainDetectorSet(X, {
+    ...common,
+    squeeze: { featureNames: ['a', 'b'], features: squeeze, weight: 0 },
+    squeezeCross: { squeezed, weight: 2 },
+  });
+  assert.deepEqual(set.allSignals.slice(-4), ['squeeze', 'cross_encoder', 'cross_regression', 'squeeze_cross']);
+  assert.deepEqual(set.stats.expensive.squeeze_cross, { n: 300, trained: true });
+  assert.equal(set.params.squeezeCross!.copies, 3);
+  const fresh = baselineWithFeatures(60, 46);
+  const freshSq = fresh.X.map((x) => [jitter(x, 0.01), jitter(x, 0.01), jitter(x, 0.01)]);
+  const features = fresh.X.map((_, i) => ({ squeeze: fresh.squeeze[i], secondary: fresh.secondary[i], squeezed: freshSq[i] }));
+  const clean = set.score(fresh.X, { features });
+  // Attacked: the primary embedding moved onto another item's, squeezing pulls it most of the way back.
+  const movedX = fresh.X.map((_, i) => fresh.X[(i + 30) % fresh.X.length]);
+  const movedFeatures = fresh.X.map((x, i) => {
+    const back = normaliseInPlace(Float32Array.from(x, (v, t) => 2 * v + movedX[i][t]));
+    return { ...features[i], squeezed: [back, back, back] };
+  });
+  const attacked = set.score(movedX, { features: movedFeatures });
+  const pClean = clean.map((v) => v.signals.squeeze_cross!.p);
+  const pAtt = attacked.map((v) => v.signals.squeeze_cross!.p);
+  // Leave-one-out calibration: fresh clean items are not flagged more often than the level says.
+  assert.ok(pClean.filter((p) => p < 0.05).length <= 8, `clean items with p < 0.05: ${pClean.filter((p) => p < 0.05).length}/60`);
+  assert.ok(pAtt.filter((p) => p < 0.01).length >= 0.8 * pAtt.length, `attacked items with p < 0.01: ${pAtt.filter((p) => p < 0.01).length}/60`);
+  // The same move without squeeze-back evidence (copies equal to the moved embedding) scores about 0.
+  const still = set.score(movedX, { features: fresh.X.map((_, i) => ({ ...features[i], squeezed: [movedX[i], movedX[i], movedX[i]] })) });
+  still.forEach((v) => close(v.signals.squeeze_cross!.raw, 0, 1e-6, 'no squeeze-back'));
+  // Tiering: it runs only where squeeze and cross_encoder both run.
+  for (const modes of [{ squeeze: 'off' }, { cross_encoder: 'off' }, { squeeze_cross: 'off' }] as const) {
+    const v = set.score(movedX, { features: movedFeatures, policy: { modes } });
+    assert.ok(v.every((s) => !s.tier.ran.includes('squeeze_cross') && s.tier.not_run.squeeze_cross !== undefined), JSON.stringify(modes));
+  }
+  assert.ok(attacked.every((s) => s.tier.ran.includes('squeeze_cross')));
+  // Not measured (no squeezed copies): left out, with the reason.
+  const unmeasured = set.score(fresh.X.slice(0, 2), { features: features.slice(0, 2).map((f) => ({ ...f, squeezed: null })) });
+  assert.ok(unmeasured.every((s) => s.tier.not_run.squeeze_cross === 'not measured'));
+  // Serialisation, and a set stored before the signal existed still loads without it.
+  const restored = detectorSetFromJSON(JSON.parse(JSON.stringify(set.toJSON())));
+  assert.deepEqual(restored.score(movedX, { features: movedFeatures }), attacked);
+  const old = set.toJSON() as unknown as Record<string, unknown>;
+  delete (old.params as Record<string, unknown>).squeezeCross;
+  const fusion = old.fusion as { weights: Record<string, number>; looP: Record<string, string>; policy: { modes: Record<string, string> } };
+  delete fusion.weights.squeeze_cross;
+  delete fusion.looP.squeeze_cross;
+  delete fusion.policy.modes.squeeze_cross;
+  delete (old.calibrators as Record<string, unknown>).squeeze_cross;
+  const legacy = detectorSetFromJSON(JSON.parse(JSON.stringify(old)));
+  assert.ok(!legacy.allSignals.includes('squeeze_cross'));
+  assert.ok(legacy.score(movedX.slice(0, 3), { features: movedFeatures.slice(0, 3) }).every((s) => s.signals.squeeze_cross === undefined));
+});

@@ -126,8 +126,11 @@ test('occlusion: a patch that dominates the embedding from one corner stands out
   const patched = Float32Array.from(clean);
   for (let y = 60; y < 110; y++) for (let x = 10; x < 60; x++) for (let c = 0; c < 3; c++) patched[(y * W + x) * 3 + c] = rng() < 0.5 ? 0 : 1;
   const params = { ...SQUEEZE_DEFAULTS, squeezers: ['jpeg' as const, 'occlusion' as const] };
-  const [dc, dp] = await squeezeDistances(fake, [clean, patched], [embed(clean), embed(patched)], params);
+  const kept: [number, string, number][] = [];
+  const [dc, dp] = await squeezeDistances(fake, [clean, patched], [embed(clean), embed(patched)], params, (i, name, v) => kept.push([i, name, v.length]));
   assert.deepEqual(Object.keys(dc).sort(), ['jpeg', 'occlusion']);
+  // Only single-copy squeezers hand their embedding out (for squeeze_cross), once per item.
+  assert.deepEqual(kept, [[0, 'jpeg', C * C + 1], [1, 'jpeg', C * C + 1]]);
   assert.ok(dc.occlusion! >= 1 && dc.occlusion! < 1.5, `clean ratio ${dc.occlusion}`);
   assert.ok(dp.occlusion! > 5, `patched ratio ${dp.occlusion}`);
 });
@@ -142,11 +145,19 @@ test('baseline add stores the expensive features; a retrain needs no pixels', as
   assert.ok(occ.lo >= 1, `occlusion ratio ${occ.lo}`);
   const inception = (engine.store.db.prepare("SELECT COUNT(*) AS n FROM embeddings WHERE encoder_id LIKE 'inception_v3@%'").get() as { n: number }).n;
   assert.equal(inception, 50);
+  // squeeze_cross's inputs: the median/JPEG/resize copies' MobileNet embeddings, one row each.
+  const squeezed = engine.store.db.prepare("SELECT encoder_id AS id, COUNT(*) AS n FROM embeddings WHERE encoder_id LIKE '%#squeeze.v1.%' GROUP BY encoder_id ORDER BY encoder_id").all() as { id: string; n: number }[];
+  assert.deepEqual(squeezed.map((r) => [r.id.replace(/^.*#/, ''), r.n]), [['squeeze.v1.jpeg_75', 50], ['squeeze.v1.median_2', 50], ['squeeze.v1.resize_0.75', 50]]);
   fs.rmSync(baselineCopy, { recursive: true, force: true });
   const retrained = await engine.train();
   assert.deepEqual((retrained.stats as { expensive_notes: string[] }).expensive_notes, []);
   const expensive = (retrained.stats as { expensive: Record<string, { n: number; trained: boolean }> }).expensive;
-  assert.deepEqual(expensive, { squeeze: { n: 50, trained: true }, cross_encoder: { n: 50, trained: true }, cross_regression: { n: 50, trained: true } });
+  assert.deepEqual(expensive, {
+    squeeze: { n: 50, trained: true },
+    cross_encoder: { n: 50, trained: true },
+    cross_regression: { n: 50, trained: true },
+    squeeze_cross: { n: 50, trained: true },
+  });
 });
 
 test('the two encoders agree on clean items more than on mismatched pairs (what a targeted move looks like)', async () => {
@@ -195,6 +206,8 @@ test('tiers: squeeze always, the cross encoder only when the cheap tier is incon
     assert.equal(!!it.signals.cross_encoder, inBand);
     if (!inBand) assert.match(it.tier.not_run.cross_encoder!, /cheap tier conclusive/);
     assert.equal(it.tier.ran.includes('cross_regression'), inBand, 'the regression residual follows the same gate here');
+    assert.equal(it.tier.ran.includes('squeeze_cross'), inBand, 'squeeze_cross runs only where squeeze and cross_encoder both run');
+    if (inBand) assert.equal(typeof it.signals.squeeze_cross?.raw, 'number');
     assert.equal(typeof it.reference, 'number');
     for (const name of ['isolation_forest', 'autoencoder', 'knn', 'mahalanobis', 'cluster', 'lid']) assert.ok(it.signals[name], name);
   }
@@ -205,7 +218,7 @@ test('tiers: squeeze always, the cross encoder only when the cheap tier is incon
     assert.equal(it.signals.squeeze, undefined);
   }
   const all = await engine.scan([path.join(holdout, 'opencv__apple.jpg')], { allSignals: true });
-  assert.deepEqual(Object.keys(all.items[0].all_signals!).sort(), ['autoencoder', 'cluster', 'cross_encoder', 'cross_regression', 'isolation_forest', 'knn', 'lid', 'mahalanobis', 'squeeze']);
+  assert.deepEqual(Object.keys(all.items[0].all_signals!).sort(), ['autoencoder', 'cluster', 'cross_encoder', 'cross_regression', 'isolation_forest', 'knn', 'lid', 'mahalanobis', 'squeeze', 'squeeze_cross']);
   const bytes = fs.readFileSync(path.join(holdout, 'skimage__rocket.jpg'));
   const one = await engine.scanBytes(bytes, { name: 'rocket', tiers: { cross_encoder: 'always' } });
   assert.ok('tier' in one && one.tier!.ran.includes('cross_encoder'), 'in-memory items are measured from their bytes');
@@ -244,7 +257,7 @@ test('parallax eval: per-signal, fused and reference metrics, per family, contro
   const has = (m: Record<string, unknown>, what: string) => keys.forEach((k) => assert.equal(typeof m[k], 'number', `${what}.${k}`));
   has(report.fused, 'fused');
   has(report.reference, 'reference');
-  for (const s of ['isolation_forest', 'knn', 'lid', 'squeeze', 'cross_encoder', 'cross_regression']) has(report.signals[s], `signals.${s}`);
+  for (const s of ['isolation_forest', 'knn', 'lid', 'squeeze', 'cross_encoder', 'cross_regression', 'squeeze_cross']) has(report.signals[s], `signals.${s}`);
   has(report.families.noise.fused, 'families.noise.fused');
   has(report.families.noise.reference, 'families.noise.reference');
   assert.equal(report.families.noise.n, 5);

@@ -328,9 +328,10 @@ export class Engine {
     const cross = this.crossEncoderEnabled();
     const good = items.filter((i) => !i.error && i.vector && !i.modality);
     if ((!squeeze && !cross) || good.length === 0) return;
+    const squeezed = !!squeeze && cross && this.cfg.detection_methods.squeeze_cross.mode !== 'off';
     await this.measurer(squeeze, cross, true).measure(
       good.map(toMeasureItem),
-      good.map(() => ({ squeeze: !!squeeze, secondary: cross })),
+      good.map(() => ({ squeeze: !!squeeze, secondary: cross, squeezed })),
       encoder,
     );
     for (const item of good) {
@@ -499,7 +500,7 @@ export class Engine {
     vectors: Float32Array[],
     encoder: ImageEncoder,
     opts: { onProgress?: ProgressFn; signal?: AbortSignal },
-  ): Promise<{ options: Pick<TrainOptions, 'squeeze' | 'crossEncoder' | 'crossRegression'>; squeeze: SqueezeParams | null; notes: string[] }> {
+  ): Promise<{ options: Pick<TrainOptions, 'squeeze' | 'crossEncoder' | 'crossRegression' | 'squeezeCross'>; squeeze: SqueezeParams | null; notes: string[] }> {
     const squeeze = this.configuredSqueeze();
     const notes: string[] = [];
     let secondaryId: string | null = null;
@@ -513,9 +514,11 @@ export class Engine {
     if (!squeeze && !secondaryId) return { options: {}, squeeze, notes };
     const measurer = this.measurer(squeeze, !!secondaryId, true);
     const features: ItemFeatures[] = members.map((m) => measurer.cached(m, encoder.id, secondaryId));
+    // squeeze_cross needs the squeezed copies' embeddings (kept since that signal exists).
+    const wantSqueezed = !!squeeze && !!secondaryId && this.cfg.detection_methods.squeeze_cross.mode !== 'off' && !!measurer.squeezedIds(encoder.id);
     const missing = members
       .map((_, i) => i)
-      .filter((i) => (squeeze && !features[i].squeeze) || (secondaryId && !features[i].secondary));
+      .filter((i) => (squeeze && !features[i].squeeze) || (secondaryId && !features[i].secondary) || (wantSqueezed && !features[i].squeezed));
     const CHUNK = 32;
     let failed = 0;
     for (let start = 0; start < missing.length; start += CHUNK) {
@@ -523,19 +526,24 @@ export class Engine {
       opts.onProgress?.({ stage: 'measure baseline', done: start, total: missing.length });
       const chunk = missing.slice(start, start + CHUNK);
       const items: MeasureItem[] = chunk.map((i) => ({ ...members[i], vector: vectors[i] }));
-      const needs: MeasureNeeds[] = chunk.map((i) => ({ squeeze: !!squeeze && !features[i].squeeze, secondary: !!secondaryId && !features[i].secondary }));
+      const needs: MeasureNeeds[] = chunk.map((i) => ({
+        squeeze: !!squeeze && !features[i].squeeze,
+        secondary: !!secondaryId && !features[i].secondary,
+        squeezed: wantSqueezed && !features[i].squeezed,
+      }));
       const measured = await measurer.measure(items, needs, encoder);
       chunk.forEach((i, j) => {
         features[i] = {
           squeeze: features[i].squeeze ?? measured.features[j].squeeze,
           secondary: features[i].secondary ?? measured.features[j].secondary,
+          squeezed: features[i].squeezed ?? measured.features[j].squeezed,
         };
         if (measured.notes[j]) failed++;
       });
     }
     if (failed > 0) notes.push(`${failed} baseline items could not be measured for the expensive signals (files moved or changed); they are left out of those signals' calibration`);
     const m = this.cfg.detection_methods;
-    const options: Pick<TrainOptions, 'squeeze' | 'crossEncoder' | 'crossRegression'> = {};
+    const options: Pick<TrainOptions, 'squeeze' | 'crossEncoder' | 'crossRegression' | 'squeezeCross'> = {};
     if (squeeze) {
       options.squeeze = {
         mode: m.transformation_consistency.mode,
@@ -558,6 +566,13 @@ export class Engine {
         mode: m.cross_regression.mode,
         weight: m.cross_regression.weight,
         ridge: m.cross_regression.ridge,
+      };
+    }
+    if (wantSqueezed) {
+      options.squeezeCross = {
+        mode: m.squeeze_cross.mode,
+        weight: m.squeeze_cross.weight,
+        squeezed: features.map((f) => f.squeezed ?? null),
       };
     }
     return { options, squeeze, notes };
@@ -608,6 +623,7 @@ export class Engine {
         squeeze: overrides.squeeze ?? m.transformation_consistency.mode,
         cross_encoder: overrides.cross_encoder ?? m.cross_encoder.mode,
         cross_regression: overrides.cross_regression ?? m.cross_regression.mode,
+        squeeze_cross: overrides.squeeze_cross ?? m.squeeze_cross.mode,
       },
       band: { low: this.cfg.tiering.inconclusive_low, high: this.cfg.tiering.inconclusive_high },
     };
@@ -908,7 +924,8 @@ export class Engine {
     const squeezeNeedsSecondary = loaded.set.squeezeModel?.reference === 'secondary';
     const needs: MeasureNeeds[] = wanted.map((w) => ({
       squeeze: !!squeeze && w.includes('squeeze'),
-      secondary: !!crossEncoder && (w.includes('cross_encoder') || w.includes('cross_regression') || (squeezeNeedsSecondary && w.includes('squeeze'))),
+      secondary: !!crossEncoder && (w.includes('cross_encoder') || w.includes('cross_regression') || w.includes('squeeze_cross') || (squeezeNeedsSecondary && w.includes('squeeze'))),
+      squeezed: !!squeeze && w.includes('squeeze_cross'),
     }));
     if (!needs.some((n) => n.squeeze || n.secondary)) return items.map(() => ({}));
     const measurer = this.measurer(squeeze, !!crossEncoder);

@@ -214,6 +214,87 @@ export class CrossRegression {
     });
   }
 
+  /**
+   * Squeeze-towards-prediction statistic (the `squeeze_cross` signal): the residual of the
+   * item's own primary embedding minus the mean residual of its squeezed copies' primary
+   * embeddings, all against the same prediction from the secondary embedding. Squeezing
+   * strips part of an adversarial perturbation, so an attacked item's squeezed copies move
+   * back towards where the secondary encoder says the picture belongs (a large positive
+   * value); a clean item's copies move in no preferred direction (about 0).
+   * For a baseline member (self[q] its member position) the prediction is its exact
+   * leave-one-out one, (ŷ − h y)/(1 − h) with y the member's ORIGINAL centred embedding
+   * (what the fit saw), and the squeezed copies are compared with that same prediction.
+   */
+  scoreSqueezed(
+    primary: readonly Float32Array[],
+    squeezed: readonly (readonly Float32Array[])[],
+    secondary: readonly Float32Array[],
+    self: readonly (number | null | undefined)[] = [],
+  ): number[] {
+    if (squeezed.length !== primary.length) throw new RangeError(`${NAME}: ${squeezed.length} squeezed sets for ${primary.length} items`);
+    if (primary.length !== secondary.length) throw new RangeError(`${NAME}: ${primary.length} primary but ${secondary.length} secondary embeddings`);
+    if (primary.length === 0) return [];
+    checkEmbeddings(primary, this.primaryDim, `${NAME}.scoreSqueezed (primary)`);
+    checkEmbeddings(secondary, this.secondary.dim, `${NAME}.scoreSqueezed (secondary)`);
+    const n = this.size;
+    const dp = this.primaryDim;
+    const pred = new Float64Array(dp);
+    const y = new Float64Array(dp);
+    const z = new Float64Array(dp);
+    return primary.map((p, q) => {
+      const copies = squeezed[q];
+      if (!copies || copies.length === 0) throw new RangeError(`${NAME}.scoreSqueezed: item ${q} has no squeezed embeddings`);
+      checkEmbeddings(copies, dp, `${NAME}.scoreSqueezed (squeezed)`);
+      this.predictInto(secondary[q], pred);
+      this.centreInto(p, y);
+      const me = self[q];
+      const h = me !== null && me !== undefined && me >= 0 && me < n ? this.leverage[me] : 0;
+      // The (leave-one-out) prediction, once: corrected with the ORIGINAL embedding.
+      if (h > 0) {
+        const scale = 1 / (1 - h);
+        for (let t = 0; t < dp; t++) pred[t] = (pred[t] - h * y[t]) * scale;
+      }
+      const own = residual(pred, y, 0);
+      let sum = 0;
+      for (const c of copies) {
+        this.centreInto(c, z);
+        sum += residual(pred, z, 0);
+      }
+      return own - sum / copies.length;
+    });
+  }
+
+  /** ŷ(s) = Σ_j k_j(s) α_j into `pred`. */
+  private predictInto(s: Float32Array, pred: Float64Array): void {
+    const n = this.size;
+    const ds = this.secondary.dim;
+    const dp = this.primaryDim;
+    const V = this.secondary.vectors;
+    let sn = 0;
+    for (let t = 0; t < ds; t++) sn += s[t] * s[t];
+    const sInv = sn > 0 ? 1 / Math.sqrt(sn) : 0;
+    let sDotMean = 0;
+    for (let t = 0; t < ds; t++) sDotMean += s[t] * sInv * this.secondaryMean[t];
+    pred.fill(0);
+    for (let j = 0; j < n; j++) {
+      let dot = 0;
+      const ov = j * ds;
+      for (let t = 0; t < ds; t++) dot += s[t] * V[ov + t];
+      const k = dot * sInv - sDotMean - this.meanDotMember[j] + this.meanDotMean;
+      const oa = j * dp;
+      for (let t = 0; t < dp; t++) pred[t] += k * this.alpha[oa + t];
+    }
+  }
+
+  /** Unit-normalised p minus the primary mean, into `out`. */
+  private centreInto(p: Float32Array, out: Float64Array): void {
+    const dp = this.primaryDim;
+    let pn = 0;
+    for (let t = 0; t < dp; t++) pn += p[t] * p[t];
+    const pInv = pn > 0 ? 1 / Math.sqrt(pn) : 0;
+    for (let t = 0; t < dp; t++) out[t] = p[t] * pInv - this.primaryMean[t];
+  }
+
   toJSON(): CrossRegressionState {
     return {
       kind: 'parallax.cross-regression',

@@ -71,6 +71,7 @@ export const DEFAULT_EXTRA_WEIGHTS: Readonly<Record<'lid' | ExpensiveSignalName,
   squeeze: 1,
   cross_encoder: 1,
   cross_regression: 1,
+  squeeze_cross: 1,
 });
 
 export interface SignalOptions<K extends CheapSignalName = CheapSignalName> {
@@ -87,6 +88,8 @@ export interface ItemFeatures {
   squeeze?: ArrayLike<number> | null;
   /** The item's embedding from the cross encoder's secondary model. */
   secondary?: Float32Array | null;
+  /** The primary embeddings of the item's squeezed copies that squeeze_cross uses. */
+  squeezed?: readonly Float32Array[] | null;
 }
 
 export interface ExpensiveSignalOptions {
@@ -119,6 +122,12 @@ export interface TrainOptions {
    * embeddings, so it trains only when the cross encoder does.
    */
   crossRegression?: ExpensiveSignalOptions & { ridge?: number };
+  /**
+   * Squeeze towards the cross prediction (CrossRegression.scoreSqueezed): each baseline item's
+   * squeezed copies' primary embeddings (null where missing). Trains only when squeeze and
+   * cross_regression do.
+   */
+  squeezeCross?: ExpensiveSignalOptions & { squeezed: readonly (readonly Float32Array[] | null | undefined)[] };
   fusion?: { method?: FusionMethod };
   /** The cheap-risk band in which `when_inconclusive` signals run (default 0.1–0.7). */
   tiering?: { band?: Partial<TierPolicy['band']> };
@@ -168,6 +177,8 @@ export interface DetectorSetParams {
   crossEncoder: { encoderId: string; params: CrossEncoderParams } | null;
   /** Absent in sets trained before the signal existed. */
   crossRegression?: { ridge: number } | null;
+  /** Squeezed copies per item squeeze_cross expects. Absent in sets trained before the signal existed. */
+  squeezeCross?: { copies: number } | null;
 }
 
 export interface DetectorSetStats {
@@ -471,6 +482,17 @@ export class DetectorSet {
         out.cross_regression![i] = scores[j];
       });
     }
+    const copies = this.params.squeezeCross?.copies ?? 0;
+    if (reg && copies > 0 && this.expensiveSignals.includes('squeeze_cross')) {
+      const idx = secondaryIdx.filter((i) => features[i]!.squeezed?.length === copies);
+      const scores = idx.length > 0
+        ? reg.scoreSqueezed(idx.map((i) => X[i]), idx.map((i) => features[i]!.squeezed!), idx.map((i) => features[i]!.secondary!), idx.map(memberPosition))
+        : [];
+      out.squeeze_cross = X.map(() => null);
+      idx.forEach((i, j) => {
+        out.squeeze_cross![i] = scores[j];
+      });
+    }
     if (cross) {
       const idx = secondaryIdx;
       const scores = idx.length > 0
@@ -514,7 +536,7 @@ export function detectorSetFromJSON(input: unknown): DetectorSet {
     const cs = state.calibrators[name];
     const hasSource = (CHEAP_SIGNALS as readonly string[]).includes(name)
       ? !!detectors[name as CheapSignalName]
-      : name === 'squeeze' ? !!state.squeeze : name === 'cross_regression' ? !!state.crossRegression && !!state.crossEncoder : !!state.crossEncoder;
+      : name === 'squeeze' ? !!state.squeeze : name === 'cross_regression' || name === 'squeeze_cross' ? !!state.crossRegression && !!state.crossEncoder : !!state.crossEncoder;
     if (!hasSource || !cs) throw new RangeError(`detector-set state: signal ${name} lacks its detector or calibrator`);
     calibrators[name] = Calibrator.fromJSON(cs);
   }
@@ -689,6 +711,36 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
       expensiveStats.squeeze = { n: have.length, trained: true };
     }
   }
+  let squeezeCrossCopies = 0;
+  const sc = options.squeezeCross;
+  if (sc && sc.enabled !== false && cfg.modes.squeeze_cross !== 'off') {
+    if (!crossRegression || !crossEncoder || !squeezeModel) {
+      expensiveStats.squeeze_cross = { n: 0, trained: false, note: 'needs squeeze and cross_regression trained' };
+    } else {
+      const members = crossEncoder.members;
+      const copies = sc.squeezed.find((q) => q && q.length > 0)?.length ?? 0;
+      const pos = members.map((_, j) => j).filter((j) => {
+        const q = sc.squeezed[members[j]];
+        return !!q && q.length === copies && copies > 0;
+      });
+      if (pos.length < cfg.minSamples) {
+        expensiveStats.squeeze_cross = { n: pos.length, trained: false, note: `only ${pos.length} baseline items have squeezed embeddings (need ${cfg.minSamples})` };
+      } else {
+        // Leave-one-out: each member is scored with its own member position (see scoreSqueezed).
+        const scores = crossRegression.scoreSqueezed(
+          pos.map((j) => embeddings[members[j]]),
+          pos.map((j) => sc.squeezed[members[j]]!),
+          pos.map((j) => { const ix = crossEncoder!.secondaryIndex; return ix.vectors.subarray(j * ix.dim, (j + 1) * ix.dim); }),
+          pos,
+        );
+        const raw = new Float64Array(n).fill(NaN);
+        pos.forEach((j, q) => { raw[members[j]] = scores[q]; });
+        addExpensive('squeeze_cross', raw, pos.map((j) => members[j]));
+        expensiveStats.squeeze_cross = { n: pos.length, trained: true };
+        squeezeCrossCopies = copies;
+      }
+    }
+  }
   function addExpensive(name: ExpensiveSignalName, raw: Float64Array, have: number[]): void {
     const cal = Calibrator.fit(have.map((i) => raw[i]), cfg.calibration);
     calibrators[name] = cal;
@@ -708,6 +760,7 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
   if (squeezeModel) trainedModes.squeeze = cfg.modes.squeeze;
   if (crossEncoder) trainedModes.cross_encoder = cfg.modes.cross_encoder;
   if (crossRegression) trainedModes.cross_regression = cfg.modes.cross_regression;
+  if (squeezeCrossCopies > 0) trainedModes.squeeze_cross = cfg.modes.squeeze_cross;
   const policy = checkTierPolicy({ modes: trainedModes, band: cfg.band });
   const fusion = new TieredFusion(cfg.method, weights, cfg.thresholds, reference, policy, looP, cfg.calibration);
   const oofRisk = Float32Array.from(fusion.baselineRisk(policy));
@@ -775,6 +828,7 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
     squeeze: squeezeModel ? { featureNames: [...squeezeModel.features] } : null,
     crossEncoder: crossEncoder ? { encoderId: crossEncoder.secondaryEncoderId, params: { ...crossEncoder.params } } : null,
     crossRegression: crossRegression ? { ridge: crossRegression.ridge } : null,
+    squeezeCross: squeezeCrossCopies > 0 ? { copies: squeezeCrossCopies } : null,
   };
   return new DetectorSet(
     options.encoderId,
@@ -822,6 +876,8 @@ function checkFeatureAlignment(options: TrainOptions, n: number): void {
     if (ce.embeddings.length !== n) throw new RangeError(`trainDetectorSet: ${ce.embeddings.length} secondary embeddings for ${n} baseline items`);
     if (!ce.encoderId) throw new RangeError('trainDetectorSet: crossEncoder.encoderId is required');
   }
+  const sc = options.squeezeCross;
+  if (sc && sc.squeezed.length !== n) throw new RangeError(`trainDetectorSet: ${sc.squeezed.length} squeezed-embedding rows for ${n} baseline items`);
 }
 
 interface ResolvedOptions {
@@ -878,11 +934,13 @@ function resolveOptions(options: TrainOptions): ResolvedOptions {
     squeeze: checkWeight('squeeze', options.squeeze?.weight ?? DEFAULT_EXTRA_WEIGHTS.squeeze),
     cross_encoder: checkWeight('cross_encoder', options.crossEncoder?.weight ?? DEFAULT_EXTRA_WEIGHTS.cross_encoder),
     cross_regression: checkWeight('cross_regression', options.crossRegression?.weight ?? DEFAULT_EXTRA_WEIGHTS.cross_regression),
+    squeeze_cross: checkWeight('squeeze_cross', options.squeezeCross?.weight ?? DEFAULT_EXTRA_WEIGHTS.squeeze_cross),
   };
   const modes = {
     squeeze: options.squeeze?.mode ?? 'always',
     cross_encoder: options.crossEncoder?.mode ?? 'always',
     cross_regression: options.crossRegression?.mode ?? 'always',
+    squeeze_cross: options.squeezeCross?.mode ?? 'always',
   } satisfies Record<ExpensiveSignalName, TierMode>;
   const ridge = checkRidge(options.crossRegression?.ridge ?? CROSS_REGRESSION_DEFAULT_RIDGE);
   const band = { ...DEFAULT_TIER_BAND, ...options.tiering?.band };

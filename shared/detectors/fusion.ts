@@ -446,10 +446,16 @@ export class TieredFusion {
   /** The expensive signals `policy` runs for an item whose cheap-tier risk is `cheapRisk`. */
   wanted(cheapRisk: number, policy: TierPolicy = this.policy): ExpensiveSignalName[] {
     const { low, high } = policy.band;
-    return this.expensiveSignals.filter((s) => {
+    const out = this.expensiveSignals.filter((s) => {
       const mode = policy.modes[s] ?? 'always';
       return mode === 'always' || (mode === 'when_inconclusive' && cheapRisk >= low && cheapRisk < high);
     });
+    // squeeze_cross reuses the squeezed copies and the secondary embedding: it runs only
+    // where squeeze and cross_encoder both run.
+    if (out.includes('squeeze_cross') && !(out.includes('squeeze') && out.includes('cross_encoder'))) {
+      return out.filter((s) => s !== 'squeeze_cross');
+    }
+    return out;
   }
 
   /** The statistic of `subset` for an outside item (the level the subset ends at). */

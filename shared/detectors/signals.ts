@@ -8,17 +8,20 @@
 //  - expensive tier: need more forward passes of an encoder. `squeeze` re-encodes squeezed
 //    copies of the pixels (~4 passes); `cross_encoder` encodes the item with a second,
 //    architecturally different network; `cross_regression` reuses that second embedding
-//    (no extra pass) to predict the primary one. Each runs always, only when the cheap tier is
+//    (no extra pass) to predict the primary one; `squeeze_cross` asks whether squeezing moves
+//    the primary embedding back towards that prediction (it reuses squeeze's squeezed
+//    embeddings and the secondary embedding: no extra pass, and it runs only for items on
+//    which squeeze and cross_encoder both run). Each runs always, only when the cheap tier is
 //    inconclusive, or never (TierMode).
 import type { SignalName } from '../types.js';
 import { SIGNAL_NAMES } from '../types.js';
 
 export type CheapSignalName = SignalName | 'lid';
-export type ExpensiveSignalName = 'squeeze' | 'cross_encoder' | 'cross_regression';
+export type ExpensiveSignalName = 'squeeze' | 'cross_encoder' | 'cross_regression' | 'squeeze_cross';
 export type DetectionSignalName = CheapSignalName | ExpensiveSignalName;
 
 export const CHEAP_SIGNALS: readonly CheapSignalName[] = [...SIGNAL_NAMES, 'lid'];
-export const EXPENSIVE_SIGNALS: readonly ExpensiveSignalName[] = ['squeeze', 'cross_encoder', 'cross_regression'];
+export const EXPENSIVE_SIGNALS: readonly ExpensiveSignalName[] = ['squeeze', 'cross_encoder', 'cross_regression', 'squeeze_cross'];
 /** Canonical order, used for display, serialisation and deterministic sums. */
 export const DETECTION_SIGNALS: readonly DetectionSignalName[] = [...CHEAP_SIGNALS, ...EXPENSIVE_SIGNALS];
 

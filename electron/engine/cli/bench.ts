@@ -114,7 +114,7 @@ export async function runBench(opts: {
       const t0s = performance.now();
       const r = await scanEngine.scan(files, { source: 'bench', tiers });
       const ran: Partial<Record<ExpensiveSignalName, number>> = {};
-      for (const name of ['squeeze', 'cross_encoder', 'cross_regression'] as const) {
+      for (const name of ['squeeze', 'cross_encoder', 'cross_regression', 'squeeze_cross'] as const) {
         ran[name] = round(r.items.filter((i) => i.tier?.ran.includes(name)).length / Math.max(1, r.items.length), 3);
       }
       return { items_per_s: round(r.items.length / ((performance.now() - t0s) / 1000)), ran };
@@ -124,7 +124,8 @@ export async function runBench(opts: {
     const m = base.embedding_anomaly_detection.detection_methods;
     const enabled = { squeeze: m.transformation_consistency.mode !== 'off', cross_encoder: m.cross_encoder.mode !== 'off' };
     // The regression residual reuses the cross encoder's pass, so it runs with that tier.
-    const force = (squeeze: TierMode, cross: TierMode) => ({ squeeze, cross_encoder: cross, cross_regression: cross });
+    // squeeze_cross needs both passes; it runs only where squeeze and cross_encoder both do.
+    const force = (squeeze: TierMode, cross: TierMode) => ({ squeeze, cross_encoder: cross, cross_regression: cross, squeeze_cross: cross });
     const tiers: BenchResult['tiers'] = { cheap: null, squeeze: null, cross_encoder: null, all: null };
     log('bench: timing each tier');
     tiers.cheap = await timeScan(force('off', 'off'));

@@ -11,7 +11,7 @@ import type { ImageEncoder } from '../encoders/index.js';
 import { decodeImage, resizeForEncoder, type IngestLimits } from '../ingest/image.js';
 import type { Store } from '../store/store.js';
 import { FeatureStore } from './feature-store.js';
-import { selectedSqueezers, squeezeDistances, squeezeFeatureNames, type SqueezeParams } from './squeeze.js';
+import { crossSqueezers, selectedSqueezers, squeezeDistances, squeezeFeatureNames, type SqueezeParams, type SqueezerName } from './squeeze.js';
 
 export interface MeasureItem {
   itemId: number;
@@ -30,6 +30,8 @@ export interface MeasureItem {
 export interface MeasureNeeds {
   squeeze: boolean;
   secondary: boolean;
+  /** The squeezed copies' primary embeddings (squeeze_cross); measured with the squeeze distances. */
+  squeezed?: boolean;
 }
 
 export interface MeasureOptions {
@@ -62,12 +64,37 @@ export class ExpensiveMeasurer {
     return selectedSqueezers(this.options.squeeze).map((s) => names[s]);
   }
 
+  /**
+   * Encoder ids under which the squeezed copies' embeddings are kept in the embeddings table
+   * (`<primary id>#<squeeze feature name>`, so a squeezer parameter change never reuses them),
+   * in crossSqueezers order; null when none of those squeezers is selected.
+   */
+  squeezedIds(primaryEncoderId: string): string[] | null {
+    if (!this.options.squeeze) return null;
+    const names = squeezeFeatureNames(this.options.squeeze);
+    const ids = crossSqueezers(this.options.squeeze).map((s) => `${primaryEncoderId}#${names[s]}`);
+    return ids.length > 0 ? ids : null;
+  }
+
+  private cachedSqueezed(itemId: number, primaryEncoderId: string): Float32Array[] | null {
+    const ids = this.squeezedIds(primaryEncoderId);
+    if (!ids) return null;
+    const out: Float32Array[] = [];
+    for (const id of ids) {
+      const v = this.store.cachedEmbedding(itemId, id);
+      if (!v) return null;
+      out.push(v);
+    }
+    return out;
+  }
+
   /** Stored features only, no computation (training reads these for the whole baseline). */
   cached(item: Pick<MeasureItem, 'itemId'>, primaryEncoderId: string, secondaryEncoderId: string | null): ItemFeatures {
     const names = this.squeezeNames;
     return {
       squeeze: names ? this.features.get(item.itemId, primaryEncoderId, names) : null,
       secondary: secondaryEncoderId ? this.store.cachedEmbedding(item.itemId, secondaryEncoderId) ?? null : null,
+      squeezed: this.cachedSqueezed(item.itemId, primaryEncoderId),
     };
   }
 
@@ -81,7 +108,8 @@ export class ExpensiveMeasurer {
     encoder: ImageEncoder,
   ): Promise<{ features: ItemFeatures[]; notes: (string | null)[] }> {
     const names = this.squeezeNames;
-    const out: ItemFeatures[] = items.map(() => ({ squeeze: null, secondary: null }));
+    const out: ItemFeatures[] = items.map(() => ({ squeeze: null, secondary: null, squeezed: null }));
+    const squeezedIds = this.squeezedIds(encoder.id);
     const notes: (string | null)[] = items.map(() => null);
     let secondary: ImageEncoder | null = null;
     if (this.options.secondary && needs.some((n) => n.secondary)) {
@@ -97,9 +125,12 @@ export class ExpensiveMeasurer {
     const todoSecondary: number[] = [];
     items.forEach((item, i) => {
       const reuse = this.options.persist;
-      if (needs[i].squeeze && names) {
-        out[i].squeeze = reuse ? this.features.get(item.itemId, encoder.id, names) : null;
-        if (!out[i].squeeze) todoSqueeze.push(i);
+      const wantSqueezed = !!needs[i].squeezed && !!squeezedIds;
+      if ((needs[i].squeeze || wantSqueezed) && names) {
+        if (needs[i].squeeze) out[i].squeeze = reuse ? this.features.get(item.itemId, encoder.id, names) : null;
+        if (wantSqueezed) out[i].squeezed = reuse ? this.cachedSqueezed(item.itemId, encoder.id) : null;
+        // The squeezed embeddings come with the distances: one pass measures both.
+        if ((needs[i].squeeze && !out[i].squeeze) || (wantSqueezed && !out[i].squeezed)) todoSqueeze.push(i);
       }
       if (needs[i].secondary && secondary) {
         out[i].secondary = reuse ? this.store.cachedEmbedding(item.itemId, secondary.id) ?? null : null;
@@ -125,13 +156,28 @@ export class ExpensiveMeasurer {
     // 3. Squeeze distances, all items in one batched encoder call.
     const sq = todoSqueeze.filter((i) => items[i].pixels);
     if (sq.length > 0 && this.options.squeeze && names) {
-      const distances = await squeezeDistances(encoder, sq.map((i) => items[i].pixels!), sq.map((i) => items[i].vector), this.options.squeeze);
+      const crossNames = crossSqueezers(this.options.squeeze);
+      const kept: Map<SqueezerName, Float32Array>[] = sq.map(() => new Map());
+      const distances = await squeezeDistances(
+        encoder,
+        sq.map((i) => items[i].pixels!),
+        sq.map((i) => items[i].vector),
+        this.options.squeeze,
+        squeezedIds ? (j, name, v) => { if (crossNames.includes(name)) kept[j].set(name, v); } : undefined,
+      );
       const byName = squeezeFeatureNames(this.options.squeeze);
       const selected = selectedSqueezers(this.options.squeeze);
       sq.forEach((i, j) => {
         out[i].squeeze = selected.map((s) => distances[j][s]!);
-        if (this.shouldPersist(items[i].itemId)) {
+        const persist = this.shouldPersist(items[i].itemId);
+        if (persist) {
           this.features.put(items[i].itemId, encoder.id, Object.fromEntries(selected.map((s) => [byName[s], distances[j][s]!])));
+        }
+        if (squeezedIds && kept[j].size === crossNames.length) {
+          out[i].squeezed = crossNames.map((s) => kept[j].get(s)!);
+          if (persist && needs[i].squeezed) {
+            this.store.transaction(() => crossNames.forEach((s, c) => this.store.putEmbedding(items[i].itemId, squeezedIds[c], kept[j].get(s)!)));
+          }
         }
       });
     }

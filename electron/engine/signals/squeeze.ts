@@ -231,6 +231,18 @@ export async function squeeze(name: SqueezerName, pixels: Float32Array, width: n
   }
 }
 
+/**
+ * The squeezers whose copies' embeddings the squeeze_cross signal compares with the cross
+ * prediction (median, JPEG, resize; measured on cached features). Bit depth moves clean
+ * photos more than attacked ones, and occlusion's windows are about patches.
+ */
+export const CROSS_SQUEEZERS: readonly SqueezerName[] = ['median', 'jpeg', 'resize'];
+
+/** The squeeze_cross squeezers among the selected ones, canonical order. */
+export function crossSqueezers(p: SqueezeParams): SqueezerName[] {
+  return selectedSqueezers(p).filter((s) => CROSS_SQUEEZERS.includes(s));
+}
+
 /** Copies per item a squeezer costs (forward passes). */
 export function squeezeCopies(name: SqueezerName, p: Omit<SqueezeParams, 'squeezers'>): number {
   return name === 'occlusion' ? p.occlusionGrid * p.occlusionGrid : 1;
@@ -266,6 +278,8 @@ export async function squeezeDistances(
   pixels: readonly Float32Array[],
   embeddings: readonly Float32Array[],
   params: SqueezeParams,
+  /** Called with each single-copy squeezer's embedding (all but occlusion), e.g. to keep them for squeeze_cross. */
+  onEmbedding?: (item: number, squeezer: SqueezerName, embedding: Float32Array) => void,
 ): Promise<SqueezeDistances[]> {
   if (pixels.length !== embeddings.length) throw new RangeError('squeezeDistances: one embedding per item is needed');
   if (pixels.length === 0) return [];
@@ -293,6 +307,7 @@ export async function squeezeDistances(
       let j = 0;
       names.forEach((name, s) => {
         const ds: number[] = [];
+        if (onEmbedding && copies[s] === 1) onEmbedding(start + i, name, vectors[i * k + j]);
         for (let c = 0; c < copies[s]; c++, j++) ds.push(cosineDistanceUnit(embeddings[start + i], vectors[i * k + j]));
         d[name] = squeezerDistance(name, ds);
       });

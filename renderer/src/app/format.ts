@@ -51,6 +51,7 @@ export const SIGNAL_LABELS: Record<string, string> = {
   squeeze: 'Feature squeezing',
   cross_encoder: 'Cross-encoder',
   cross_regression: 'Cross-encoder residual',
+  squeeze_cross: 'Squeeze vs cross prediction',
 };
 
 export function signalLabel(name: string): string {
