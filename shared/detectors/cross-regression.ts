@@ -183,31 +183,11 @@ export class CrossRegression {
     checkEmbeddings(primary, this.primaryDim, `${NAME}.score (primary)`);
     checkEmbeddings(secondary, this.secondary.dim, `${NAME}.score (secondary)`);
     const n = this.size;
-    const ds = this.secondary.dim;
-    const dp = this.primaryDim;
-    const V = this.secondary.vectors;
-    const pred = new Float64Array(dp);
-    const y = new Float64Array(dp);
+    const pred = new Float64Array(this.primaryDim);
+    const y = new Float64Array(this.primaryDim);
     return primary.map((p, q) => {
-      const s = secondary[q];
-      let sn = 0;
-      for (let t = 0; t < ds; t++) sn += s[t] * s[t];
-      const sInv = sn > 0 ? 1 / Math.sqrt(sn) : 0;
-      let sDotMean = 0;
-      for (let t = 0; t < ds; t++) sDotMean += s[t] * sInv * this.secondaryMean[t];
-      pred.fill(0);
-      for (let j = 0; j < n; j++) {
-        let dot = 0;
-        const ov = j * ds;
-        for (let t = 0; t < ds; t++) dot += s[t] * V[ov + t];
-        const k = dot * sInv - sDotMean - this.meanDotMember[j] + this.meanDotMean;
-        const oa = j * dp;
-        for (let t = 0; t < dp; t++) pred[t] += k * this.alpha[oa + t];
-      }
-      let pn = 0;
-      for (let t = 0; t < dp; t++) pn += p[t] * p[t];
-      const pInv = pn > 0 ? 1 / Math.sqrt(pn) : 0;
-      for (let t = 0; t < dp; t++) y[t] = p[t] * pInv - this.primaryMean[t];
+      this.predictInto(secondary[q], pred);
+      this.centreInto(p, y);
       const me = self[q];
       const h = me !== null && me !== undefined && me >= 0 && me < n ? this.leverage[me] : 0;
       return residual(pred, y, h);
