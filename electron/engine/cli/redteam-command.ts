@@ -167,27 +167,30 @@ interface Request {
   quiet: boolean;
 }
 
+/** The command's flags, image and audio attacks alike. */
+const OPTIONS = {
+  attack: { type: 'string' },
+  eps: { type: 'string' },
+  out: { type: 'string' },
+  target: { type: 'string' },
+  steps: { type: 'string' },
+  samples: { type: 'string' },
+  seed: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  quiet: { type: 'boolean', short: 'q', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+  // Global options main.ts may leave in argv; they are applied there, not here.
+  'data-dir': { type: 'string' },
+  config: { type: 'string' },
+} as const;
+
 function parseRequest(argv: string[]): Request {
   let parsed;
   try {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: {
-        attack: { type: 'string' },
-        eps: { type: 'string' },
-        out: { type: 'string' },
-        target: { type: 'string' },
-        steps: { type: 'string' },
-        samples: { type: 'string' },
-        seed: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        quiet: { type: 'boolean', short: 'q', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-        // Global options main.ts may leave in argv; they are applied there, not here.
-        'data-dir': { type: 'string' },
-        config: { type: 'string' },
-      },
+      options: OPTIONS,
     });
   } catch (err) {
     throw new UsageError((err as Error).message);
@@ -289,19 +292,13 @@ async function audioRedteamCommand(
     ({ values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: {
-        attack: { type: 'string' },
-        eps: { type: 'string' },
-        out: { type: 'string' },
-        steps: { type: 'string' },
-        samples: { type: 'string' },
-        seed: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        quiet: { type: 'boolean', short: 'q', default: false },
-        'data-dir': { type: 'string' },
-        config: { type: 'string' },
-      },
+      options: OPTIONS,
     }));
+    if (values.help) {
+      stdout.write(`${REDTEAM_USAGE}\n`);
+      return 0;
+    }
+    if (values.target !== undefined) throw new UsageError('--target applies to spsa-pgd-targeted on images, not to audio attacks');
     if (positionals.length === 0) throw new UsageError('give at least one audio file or folder to attack');
     if (!values.out) throw new UsageError('--out DIR is required');
     if (values.eps !== undefined && !(Number(values.eps) > 0 && Number(values.eps) <= 1)) throw new UsageError(`--eps for audio attacks is in sample units, in (0, 1]; got '${values.eps}'`);
