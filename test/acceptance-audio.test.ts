@@ -5,7 +5,6 @@
 // quarter (noise bursts, ultrasonic carrier, SPSA against the audio encoder) are scored with
 // the same runEval as `parallax eval`, and the report is written to artifacts/.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,13 +14,10 @@ import { readAttackSet, runEval } from '../electron/engine/eval/run-eval.js';
 import { walkMedia } from '../electron/engine/ingest/walk.js';
 import { runAudioRedteam, type AudioAttackName } from '../electron/engine/redteam/audio.js';
 import { defaultConfig } from '../shared/config.js';
+import { byGroup, isHeldOut } from './helpers/acceptance.js';
 import { repoRoot, sharedData } from './helpers/repo-root.js';
 
 const audio = sharedData('audio');
-
-function isHeldOut(file: string): boolean {
-  return createHash('sha256').update(path.basename(file)).digest()[0] % 4 === 0;
-}
 
 test('unseen audio: block <= 1%; perturbed audio measured with runEval', { timeout: 1_200_000 }, async (t) => {
   if (!fs.existsSync(audio)) {
@@ -93,15 +89,3 @@ test('unseen audio: block <= 1%; perturbed audio measured with runEval', { timeo
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
 });
-
-function byGroup(items: { path: string | null; decision: string }[]) {
-  const groups: Record<string, { n: number; review: number; block: number }> = {};
-  for (const it of items) {
-    const g = path.basename(path.dirname(it.path ?? ''));
-    groups[g] ??= { n: 0, review: 0, block: 0 };
-    groups[g].n++;
-    if (it.decision === 'review') groups[g].review++;
-    if (it.decision === 'block') groups[g].block++;
-  }
-  return groups;
-}

@@ -3,7 +3,6 @@
 // 1% may be blocked and at most 5% sent to review. The unusual-but-legitimate set
 // (screenshots, charts, scans, X-rays...) is scanned too and its rates are reported.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +10,7 @@ import { test } from 'node:test';
 import { Engine } from '../electron/engine/engine.js';
 import { walkMedia } from '../electron/engine/ingest/walk.js';
 import { defaultConfig } from '../shared/config.js';
+import { byGroup, isHeldOut } from './helpers/acceptance.js';
 import { repoRoot, sharedData } from './helpers/repo-root.js';
 
 const photos = sharedData('images');
@@ -20,11 +20,6 @@ async function list(dir: string): Promise<string[]> {
   const out: string[] = [];
   for await (const f of walkMedia([dir])) if (!f.error) out.push(f.path);
   return out;
-}
-
-/** Deterministic split by file name, independent of directory order. */
-function isHeldOut(file: string): boolean {
-  return createHash('sha256').update(path.basename(file)).digest()[0] % 4 === 0;
 }
 
 test('unseen photos: block <= 1%, review <= 5%; unusual-but-legitimate rates reported', { timeout: 1_200_000 }, async (t) => {
@@ -79,15 +74,3 @@ test('unseen photos: block <= 1%, review <= 5%; unusual-but-legitimate rates rep
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
 });
-
-function byGroup(items: { path: string | null; decision: string }[]) {
-  const groups: Record<string, { n: number; review: number; block: number }> = {};
-  for (const it of items) {
-    const g = path.basename(path.dirname(it.path ?? ''));
-    groups[g] ??= { n: 0, review: 0, block: 0 };
-    groups[g].n++;
-    if (it.decision === 'review') groups[g].review++;
-    if (it.decision === 'block') groups[g].block++;
-  }
-  return groups;
-}

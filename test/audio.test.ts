@@ -19,6 +19,7 @@ import { trainDetectorSet } from '../shared/detectors/detector-set.js';
 import { mulberry32 } from '../shared/math/rng.js';
 import { addUltrasonicCarrier, pcm16Wav, tone, transcodeWav, type AudioFixtureFormat } from './fixtures/media-audio.js';
 import { writeTinyClap } from './fixtures/tiny-clip/generate-clap.js';
+import { isHeldOut } from './helpers/acceptance.js';
 import { sharedData } from './helpers/repo-root.js';
 
 const SPEECH = sharedData('audio', 'SYNTHETIC_tts_espeak_ng', 'tts_01_en-us.wav');
@@ -220,12 +221,11 @@ test('near-ultrasonic check: an AM carrier at 19 kHz is found at 48 kHz, invisib
 
 test('detectors trained on log-mel embeddings of 3/4 of the shared clips pass the held-out quarter (block ≤ 1%)', async () => {
   const clips = await sharedClips();
-  const heldOut = (f: string) => createHash('sha256').update(path.basename(f)).digest()[0] % 4 === 0;
   const encoder = new LogMelEncoder();
   const embeddings = await encoder.embedAudio(clips.map((c) => c.samples));
   const files = clips.map((c) => c.file);
-  const baseline = embeddings.filter((_, i) => !heldOut(files[i]));
-  const held = embeddings.filter((_, i) => heldOut(files[i]));
+  const baseline = embeddings.filter((_, i) => !isHeldOut(files[i]));
+  const held = embeddings.filter((_, i) => isHeldOut(files[i]));
   assert.ok(baseline.length > 200 && held.length > 50, `${baseline.length} baseline, ${held.length} held out`);
   const set = trainDetectorSet(baseline, { encoderId: encoder.id });
   const verdicts = set.score(held);
