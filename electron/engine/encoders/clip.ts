@@ -38,6 +38,7 @@ import path from 'node:path';
 
 import { Calibrator, type CalibratorState } from '../../../shared/detectors/calibration.js';
 import { auroc } from '../../../shared/math/stats.js';
+import { cosineDistance } from '../../../shared/math/vector.js';
 import { canonicalJson, type PreprocessingSpec } from './manifest.js';
 import { l2Normalised, type ImageEncoder } from './encoder.js';
 import { defaultThreads, type EncoderDevice, type ExecutionProvider } from './providers.js';
@@ -331,15 +332,8 @@ export interface AgreementResult {
 
 export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new RangeError(`cosine: vectors of length ${a.length} and ${b.length}`);
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0;
+  // A zero vector is at distance 1 from everything: similarity 0.
+  return 1 - cosineDistance(a, b);
 }
 
 /**

@@ -10,6 +10,7 @@
 // about what the encoder was shown.
 import sharp from 'sharp';
 
+import { cosineDistance } from '../../../shared/math/vector.js';
 import type { ImageEncoder } from '../encoders/index.js';
 
 /** Bumps whenever a squeezer changes what it computes: stored feature names carry it. */
@@ -308,25 +309,12 @@ export async function squeezeDistances(
       names.forEach((name, s) => {
         const ds: number[] = [];
         if (onEmbedding && copies[s] === 1) onEmbedding(start + i, name, vectors[i * k + j]);
-        for (let c = 0; c < copies[s]; c++, j++) ds.push(cosineDistanceUnit(embeddings[start + i], vectors[i * k + j]));
+        // Clamped: with unit vectors rounding can leave −1e-7.
+        for (let c = 0; c < copies[s]; c++, j++) ds.push(Math.max(0, cosineDistance(embeddings[start + i], vectors[i * k + j])));
         d[name] = squeezerDistance(name, ds);
       });
       out.push(d);
     }
   }
   return out;
-}
-
-/** 1 − cos for vectors the encoder already L2-normalised (clamped: rounding can leave −1e-7). */
-function cosineDistanceUnit(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  if (na === 0 || nb === 0) return 1;
-  return Math.max(0, 1 - dot / Math.sqrt(na * nb));
 }
