@@ -781,12 +781,7 @@ export class Engine {
     const audio = audioSet && audioEnc && audioSet.row.encoder_id === audioEnc.id ? { set: audioSet.set, encoder: audioEnc } : null;
     const { score: s, frames, notes } = await this.video.score(item.video!, loaded.set, encoder.id, temporal, audio);
     const k = this.cfg.scan.neighbours;
-    const neighbours: Neighbour[] = k > 0
-      ? loaded.index.search(item.vector!, k).map((h) => {
-          const m = loaded.members[h.index];
-          return { itemId: m.itemId, sha256: m.sha256, path: m.path, distance: round(h.distance, 6) };
-        })
-      : [];
+    const neighbours = nearestMembers(loaded, item.vector!, k);
     const durationMs = performance.now() - item.started;
     const signals = s.signals as Record<string, SignalResult>;
     const verdictId = this.store.recordVerdict({
@@ -860,13 +855,7 @@ export class Engine {
         let s = item.modality === 'audio' ? audioVerdict(scores[i], item.audio, this.cfg.thresholds) : scores[i];
         if (item.ocr) s = foldCheck(s, 'ocr_instructions', item.ocr.score, this.ocr.thresholds, ocrDetail(item.ocr));
         if (item.clip) s = foldCheck(s, 'clip_agreement', item.clip.value, this.cfg.thresholds, clipDetail(item.clip));
-        const neighbours: Neighbour[] =
-          k > 0
-            ? loaded.index.search(item.vector!, k).map((h) => {
-                const m = loaded.members[h.index];
-                return { itemId: m.itemId, sha256: m.sha256, path: m.path, distance: round(h.distance, 6) };
-              })
-            : [];
+        const neighbours = nearestMembers(loaded, item.vector!, k);
         const durationMs = performance.now() - item.started;
         const signals = s.signals as Record<string, SignalResult>;
         const verdictId = this.store.recordVerdict({
@@ -1272,4 +1261,13 @@ export function machineInfo() {
     memory_gb: round(os.totalmem() / 1024 ** 3, 1),
     node: process.version,
   };
+}
+
+/** The k baseline members nearest to `vector` in a loaded set, as a verdict records them. */
+function nearestMembers(loaded: LoadedDetectorSet, vector: Float32Array, k: number): Neighbour[] {
+  if (k <= 0) return [];
+  return loaded.index.search(vector, k).map((h) => {
+    const m = loaded.members[h.index];
+    return { itemId: m.itemId, sha256: m.sha256, path: m.path, distance: round(h.distance, 6) };
+  });
 }
