@@ -3,6 +3,7 @@
 // chart frame and its files (another origin, hence another renderer process).
 import path from 'node:path';
 import { APP_ORIGIN, PLOT_ORIGIN } from '../../shared/api/bridge.js';
+import { pageCsp, plotFrameCsp } from '../../shared/api/csp.js';
 
 export type AppRequest =
   | { kind: 'static'; file: string; headers: Record<string, string> }
@@ -12,33 +13,11 @@ export type AppRequest =
 const PLOT_FILES = new Set(['plot-frame.html', 'plot-frame.js', 'plot-frame.css', 'vendor/plotly.min.js']);
 
 export function appCsp(): string {
-  return [
-    "default-src 'none'",
-    "script-src 'self'",
-    "worker-src 'self'",
-    "style-src 'self'",
-    `img-src 'self' data: blob:`,
-    "font-src 'self'",
-    "connect-src 'self'",
-    `frame-src ${PLOT_ORIGIN}`,
-    "base-uri 'none'",
-    "form-action 'none'",
-    "object-src 'none'",
-  ].join('; ');
+  return pageCsp({ connect: "'self'", frame: PLOT_ORIGIN });
 }
 
 export function plotCsp(): string {
-  return [
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data: blob:",
-    "font-src 'self'",
-    `frame-ancestors ${APP_ORIGIN}`,
-    "base-uri 'none'",
-    "form-action 'none'",
-    "object-src 'none'",
-  ].join('; ');
+  return plotFrameCsp(APP_ORIGIN);
 }
 
 export function resolveAppRequest(rawUrl: string, rendererDir: string): AppRequest {

@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, type ApiErrorCode } from '../../../shared/api/contract.js';
+import { pageCsp, plotFrameCsp } from '../../../shared/api/csp.js';
 import type { WorkbenchService } from '../workbench/service.js';
 
 export interface ServerOptions {
@@ -58,42 +59,13 @@ const TYPES: Record<string, string> = {
   '.woff2': 'font/woff2',
 };
 
-/** The page's Content-Security-Policy: no inline script, no eval, nothing from elsewhere. */
+/** The page's Content-Security-Policy; the chart frame is served from the other loopback name: another site, another process. */
 export function contentSecurityPolicy(port: number): string {
-  return [
-    "default-src 'none'",
-    "script-src 'self'",
-    "worker-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data: blob:",
-    "font-src 'self'",
-    `connect-src 'self' ws://${HOST}:${port} ws://localhost:${port}`,
-    // The chart frame is served from the other loopback name: another site, another process.
-    `frame-src http://${HOST}:${port} http://localhost:${port}`,
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-    "object-src 'none'",
-  ].join('; ');
+  return pageCsp({ connect: `'self' ws://${HOST}:${port} ws://localhost:${port}`, frame: `http://${HOST}:${port} http://localhost:${port}` });
 }
 
-/**
- * The chart frame's policy: still no eval (regl's code is precompiled), embeddable by the page
- * only. plotly writes its own <style> rules at run time, so inline styles are allowed here,
- * and only here: the frame holds no token and can reach nothing.
- */
 export function plotFrameSecurityPolicy(port: number): string {
-  return [
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data: blob:",
-    "font-src 'self'",
-    "base-uri 'none'",
-    "form-action 'none'",
-    `frame-ancestors http://${HOST}:${port} http://localhost:${port}`,
-    "object-src 'none'",
-  ].join('; ');
+  return plotFrameCsp(`http://${HOST}:${port} http://localhost:${port}`);
 }
 
 function securityHeaders(port: number, frame = false): Record<string, string> {
