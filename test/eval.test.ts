@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { decideAt, decisionRates, detectionMetrics, thresholdAtFpr, tprAtFpr } from '../shared/eval/metrics.js';
+import { decideAt, decisionRates, detectionMetrics, effectiveShiftThreshold, thresholdAtFpr, tprAtFpr } from '../shared/eval/metrics.js';
 import { readAttackSet } from '../electron/engine/eval/run-eval.js';
 
 test('metrics: AUROC, thresholds and TPR at 1% / 5% FPR match a hand computation', () => {
@@ -47,6 +47,19 @@ test('metrics: decision rates; the reference score judged at the same thresholds
   assert.deepEqual([0.39, 0.4, 0.69, 0.7].map((s) => decideAt(s, t)), ['allow', 'review', 'review', 'block']);
 });
 
+test('metrics: the effective-attack line is the nearest-rank 95th percentile of benign shifts', () => {
+  // 20 shifts 0.01..0.20: ⌈0.95·20⌉ = 19th smallest = 0.19; 40 shifts: the 38th smallest.
+  const twenty = Array.from({ length: 20 }, (_, i) => (i + 1) / 100).reverse();
+  assert.equal(effectiveShiftThreshold(twenty), 0.19);
+  assert.equal(effectiveShiftThreshold(Array.from({ length: 40 }, (_, i) => i + 1)), 38);
+  assert.equal(effectiveShiftThreshold(twenty, 1), 0.2);
+  assert.equal(effectiveShiftThreshold(twenty, 0.5), 0.1);
+  // Too few benign edits to draw a line from.
+  assert.equal(effectiveShiftThreshold(twenty.slice(1)), null);
+  assert.throws(() => effectiveShiftThreshold(twenty, 0), /q must be/);
+  assert.throws(() => effectiveShiftThreshold([...twenty, NaN]), /NaN/);
+});
+
 test('attack sets: a red-team manifest gives family and files; benign families are controls; plain folders are one family', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parallax-eval-'));
   try {
@@ -54,13 +67,15 @@ test('attack sets: a red-team manifest gives family and files; benign families a
     fs.mkdirSync(rt);
     fs.writeFileSync(path.join(rt, 'manifest.json'), JSON.stringify({
       format: 'parallax.redteam/1', attack: 'spsa-pgd', family: 'spsa-pgd', eps: 8 / 255,
-      items: [{ output: '0001-a.png', source: '/x/a.jpg' }, { output: '0002-b.png' }],
+      items: [{ output: '0001-a.png', source: '/x/a.jpg', embedding_shift: 0.25 }, { output: '0002-b.png', embedding_shift: 'far' }],
     }));
     const a = readAttackSet(rt);
     assert.deepEqual(
       { name: a.name, attack: a.attack, family: a.family, eps: a.eps, control: a.control, files: a.files.map((f) => path.basename(f)) },
       { name: 'spsa-pgd-8', attack: 'spsa-pgd', family: 'spsa-pgd', eps: 8 / 255, control: false, files: ['0001-a.png', '0002-b.png'] },
     );
+    // Shifts by file; a value that is not a number is not a shift.
+    assert.deepEqual([...a.shifts.entries()], [[path.join(rt, '0001-a.png'), 0.25]]);
     const benign = path.join(dir, 'benign-jpeg');
     fs.mkdirSync(benign);
     fs.writeFileSync(path.join(benign, 'manifest.json'), JSON.stringify({ format: 'parallax.redteam/1', attack: 'benign-jpeg', family: 'benign', eps: null, items: [] }));

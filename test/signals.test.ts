@@ -265,6 +265,19 @@ test('parallax eval: per-signal, fused and reference metrics, per family, contro
   assert.equal(report.fused.n_attacked, 5, 'controls are not pooled with attacks');
   assert.equal(report.clean.n, 5);
   assert.equal(typeof report.families.noise.fused.block_rate, 'number');
+  // Per item: every attacked item with its own fused score, the one the AUROC was computed from.
+  assert.equal(report.items.clean.length, 5);
+  // No benign control with red-team shifts here, so no effective-attack line.
+  assert.equal(report.effective, null);
+  assert.equal(report.families.noise.effective, null);
+  assert.equal(report.items.sets['noise-16'].length, 5);
+  for (const it of report.items.sets['noise-16']) {
+    assert.ok(items.some((m) => it.path.endsWith(m.output)), `${it.path} is one of the set's outputs`);
+    assert.ok(it.p.squeeze > 0 && it.p.squeeze <= 1 && typeof it.signals.squeeze === 'number', `${it.path}: squeeze p and raw`);
+  }
+  const above = (x: number) => report.items.clean.filter((c: { fused: number }) => c.fused < x).length + 0.5 * report.items.clean.filter((c: { fused: number }) => c.fused === x).length;
+  const auroc = report.items.sets['noise-16'].reduce((a: number, it: { fused: number }) => a + above(it.fused), 0) / 25;
+  assert.ok(Math.abs(auroc - report.families.noise.fused.auroc) < 1e-12, `AUROC from the items ${auroc} = reported ${report.families.noise.fused.auroc}`);
   const recorded = (engine.store.db.prepare("SELECT COUNT(*) AS n FROM verdicts WHERE source = 'eval'").get() as { n: number }).n;
   assert.equal(recorded, 15);
 });

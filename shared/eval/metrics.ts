@@ -10,6 +10,10 @@
 //  - TPR at FPR f: the share of attacked items with score > τ_f.
 //  - block / review rates: the share of items whose decision is block, resp. review or
 //    block (i.e. "flagged at the review threshold"), at the configured thresholds.
+//  - effective attacks: an attack that moves the embedding no further than a benign edit
+//    (a JPEG re-encode, a crop) steers nothing the model sees; such items are scored like the
+//    rest, but are also reported apart. The line is the q-quantile (0.95 by default) of the
+//    embedding shifts the benign controls caused, nearest rank: the ⌈q·n⌉-th smallest.
 // With few clean items the threshold is coarse: with 297 clean photos, 1% FPR allows 2 false
 // positives, so TPR at 1% FPR is "above the 3rd most suspicious clean photo".
 import { auroc } from '../math/stats.js';
@@ -82,4 +86,16 @@ export function decideAt(score: number, thresholds: { review: number; block: num
 
 function checkScores(scores: readonly number[], what: string): void {
   for (const s of scores) if (Number.isNaN(s)) throw new RangeError(`${what} scores contain NaN`);
+}
+
+/** Fewest benign shifts the effective-attack line is drawn from. */
+export const MIN_BENIGN_SHIFTS = 20;
+
+/** The ⌈q·n⌉-th smallest benign embedding shift (see the header); null with too few shifts. */
+export function effectiveShiftThreshold(benignShifts: readonly number[], q = 0.95): number | null {
+  if (!(q > 0 && q <= 1)) throw new RangeError(`effectiveShiftThreshold: q must be in (0, 1], got ${q}`);
+  checkScores(benignShifts, 'benign shift');
+  if (benignShifts.length < MIN_BENIGN_SHIFTS) return null;
+  const sorted = [...benignShifts].sort((a, b) => a - b);
+  return sorted[Math.ceil(q * sorted.length - 1e-9) - 1];
 }

@@ -114,6 +114,14 @@ export function formatReport(r: EvalReport): string {
   for (const [name, g] of Object.entries(r.sets)) row(`${name}${g.control ? ' (control)' : ''}`, g);
   lines.push('');
   for (const [name, g] of Object.entries(r.families)) row(`family ${name}${g.control ? ' (control)' : ''}`, g);
+  if (r.effective) {
+    lines.push('', `effective attacks only: embedding shift > ${r.effective.min_embedding_shift.toFixed(3)} (the ${Math.round(r.effective.quantile * 100)}th percentile of ${r.effective.n_benign} benign edits' shifts)`);
+    for (const [name, g] of Object.entries(r.sets)) {
+      if (g.control) continue;
+      const e = g.effective;
+      lines.push(`${name.padEnd(28)} ${`${e?.n ?? 0}/${g.n}`.padStart(7)}     ${e ? `${f(e.auroc)}  ${f(e.tpr_at_1pct_fpr)}  ${f(e.tpr_at_5pct_fpr)}` : '  (none, or no shifts in its manifest)'}`);
+    }
+  }
   if (r.fused) {
     lines.push('', `all attacks pooled: fused AUROC ${f(r.fused.auroc)} TPR@1% ${f(r.fused.tpr_at_1pct_fpr)}; reference AUROC ${f(r.reference?.auroc)} TPR@1% ${f(r.reference?.tpr_at_1pct_fpr)}`);
     lines.push(`per signal (pooled): ${Object.entries(r.signals).map(([k, m]) => `${k} ${m.auroc.toFixed(3)}/${m.tpr_at_1pct_fpr.toFixed(2)}`).join(', ')}`);

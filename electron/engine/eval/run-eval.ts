@@ -16,7 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { decideAt, decisionRates, detectionMetrics, type DecisionRates, type DetectionMetrics } from '../../../shared/eval/metrics.js';
+import { decideAt, decisionRates, detectionMetrics, effectiveShiftThreshold, type DecisionRates, type DetectionMetrics } from '../../../shared/eval/metrics.js';
 import type { Engine, EngineInfo, ItemError, ScanItem } from '../engine.js';
 
 export const REDTEAM_FORMAT = 'parallax.redteam/1';
@@ -32,6 +32,8 @@ export interface AttackSet {
   control: boolean;
   /** Files to scan: the manifest's outputs, else every media file in the folder. */
   files: string[];
+  /** How far the red team moved each file's embedding (manifest embedding_shift), by file. */
+  shifts: Map<string, number>;
 }
 
 export interface ScoredItem {
@@ -39,7 +41,12 @@ export interface ScoredItem {
   decision: 'allow' | 'review' | 'block';
   fused: number;
   reference: number | null;
+  /** Raw score per signal. */
   signals: Record<string, number>;
+  /** Calibrated p-value per signal. */
+  p: Record<string, number>;
+  /** The red team's embedding shift for this item, where its manifest says. */
+  embedding_shift: number | null;
 }
 
 export interface MetricsWithRates extends DetectionMetrics, DecisionRates {}
@@ -49,6 +56,8 @@ export interface GroupReport {
   fused: MetricsWithRates;
   reference: MetricsWithRates | null;
   signals: Record<string, DetectionMetrics>;
+  /** Fused metrics over the effective attacks only (see EvalReport.effective); null when none or no line. */
+  effective: (DetectionMetrics & { n: number }) | null;
 }
 
 export interface EvalReport {
@@ -57,12 +66,19 @@ export interface EvalReport {
   thresholds: { review: number; block: number };
   definitions: Record<string, string>;
   clean: { dir: string } & DecisionRates & { reference: DecisionRates | null };
+  /**
+   * The effective-attack line: attacks whose embedding shift exceeds the 95th percentile of
+   * the benign controls' shifts (from their manifests); null without ≥ 20 such shifts.
+   */
+  effective: { min_embedding_shift: number; quantile: number; n_benign: number } | null;
   /** All attacked (non-control) items pooled. */
   fused: MetricsWithRates | null;
   reference: MetricsWithRates | null;
   signals: Record<string, DetectionMetrics>;
   families: Record<string, GroupReport & { control: boolean; sets: string[] }>;
   sets: Record<string, GroupReport & { attack: string; family: string; eps: number | null; control: boolean; dir: string }>;
+  /** Every scored item (which attacks got through, and on which signals), per set by name. */
+  items: { clean: ScoredItem[]; sets: Record<string, ScoredItem[]> };
   errors: ItemError[];
 }
 
@@ -74,13 +90,16 @@ export function readAttackSet(dir: string, opts: { control?: boolean } = {}): At
   const manifestPath = path.join(abs, 'manifest.json');
   if (fs.existsSync(manifestPath)) {
     const m = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as {
-      format?: string; attack?: string; family?: string; eps?: number | null; items?: { output?: string }[];
+      format?: string; attack?: string; family?: string; eps?: number | null; items?: { output?: string; embedding_shift?: unknown }[];
     };
     if (m.format !== REDTEAM_FORMAT) throw new Error(`${manifestPath}: format is '${String(m.format)}', expected '${REDTEAM_FORMAT}'`);
     if (!Array.isArray(m.items)) throw new Error(`${manifestPath}: no items`);
+    const shifts = new Map<string, number>();
     const files = m.items.map((it, i) => {
       if (typeof it.output !== 'string') throw new Error(`${manifestPath}: item ${i} has no output`);
-      return path.join(abs, it.output);
+      const file = path.join(abs, it.output);
+      if (typeof it.embedding_shift === 'number' && Number.isFinite(it.embedding_shift)) shifts.set(file, it.embedding_shift);
+      return file;
     });
     const family = m.family ?? m.attack ?? name;
     return {
@@ -91,9 +110,10 @@ export function readAttackSet(dir: string, opts: { control?: boolean } = {}): At
       eps: typeof m.eps === 'number' ? m.eps : null,
       control: opts.control ?? (family === 'benign' || (m.attack ?? '').startsWith('benign')),
       files,
+      shifts,
     };
   }
-  return { dir: abs, name, attack: name, family: name, eps: null, control: opts.control ?? false, files: [abs] };
+  return { dir: abs, name, attack: name, family: name, eps: null, control: opts.control ?? false, files: [abs], shifts: new Map() };
 }
 
 export async function runEval(
@@ -113,21 +133,31 @@ export async function runEval(
   if (cleanScan.items.length === 0) throw new Error(`eval: no clean item could be scanned in ${opts.clean}`);
   const errors: ItemError[] = [...cleanScan.errors];
   const thresholds = engine.config.embedding_anomaly_detection.thresholds;
-  const clean = cleanScan.items.map(scored);
+  const clean = cleanScan.items.map((it) => scored(it));
   const perSet = new Map<string, ScoredItem[]>();
   for (const set of opts.attacked) {
     const what = set.files.length === 1 && set.files[0] === set.dir ? `the folder ${set.dir}` : `${set.files.length} items of ${set.name}`;
     log(`eval: scanning ${what} (${set.family}${set.control ? ', control' : ''})`);
     const r = await engine.scan(set.files, scanOpts);
     errors.push(...r.errors);
-    perSet.set(set.name, r.items.map(scored));
+    perSet.set(set.name, r.items.map((it) => scored(it, set.shifts)));
   }
+
+  // The effective-attack line, from the benign controls' own shifts (shared/eval/metrics.ts).
+  const benignShifts = opts.attacked.filter((s) => s.control).flatMap((s) => (perSet.get(s.name) ?? []).map((i) => i.embedding_shift)).filter((v): v is number => v !== null);
+  const line = effectiveShiftThreshold(benignShifts, EFFECTIVE_QUANTILE);
+  const effectiveOf = (items: ScoredItem[]): GroupReport['effective'] => {
+    if (line === null) return null;
+    const kept = items.filter((i) => i.embedding_shift !== null && i.embedding_shift > line);
+    return kept.length === 0 ? null : { n: kept.length, ...detectionMetrics(kept.map((i) => i.fused), clean.map((i) => i.fused)) };
+  };
 
   const group = (items: ScoredItem[]): GroupReport => ({
     n: items.length,
     fused: { ...detectionMetrics(items.map((i) => i.fused), clean.map((i) => i.fused)), ...decisionRates(items.map((i) => i.decision)) },
     reference: referenceMetrics(items, clean, thresholds),
     signals: signalMetrics(items, clean),
+    effective: effectiveOf(items),
   });
 
   const attacks = opts.attacked.filter((s) => !s.control).flatMap((s) => perSet.get(s.name) ?? []);
@@ -159,18 +189,25 @@ export async function runEval(
       block_rate: 'share of items with decision block at the configured thresholds (the reference column applies the same thresholds to its own score)',
       review_rate: 'share of items with decision review or block',
       pooled: 'fused/reference/signals pool every attacked set that is not a benign control',
+      effective: 'attacks whose red-team embedding_shift exceeds the 95th percentile of the benign controls\' shifts; the fused metrics over those alone (an attack that moves the embedding no more than a benign edit steers nothing)',
+      items: 'every scored item: its decision, fused and reference scores, and each signal\'s raw score and p-value',
     },
     clean: { dir: path.resolve(opts.clean), ...decisionRates(clean.map((i) => i.decision)), reference: refClean },
+    effective: line === null ? null : { min_embedding_shift: line, quantile: EFFECTIVE_QUANTILE, n_benign: benignShifts.length },
     fused: pooled?.fused ?? null,
     reference: pooled?.reference ?? null,
     signals: pooled?.signals ?? {},
     families,
     sets,
+    items: { clean, sets: Object.fromEntries(perSet) },
     errors,
   };
 }
 
-function scored(item: ScanItem): ScoredItem {
+/** Benign-shift quantile above which an attack counts as effective. */
+export const EFFECTIVE_QUANTILE = 0.95;
+
+function scored(item: ScanItem, shifts?: Map<string, number>): ScoredItem {
   const all = item.all_signals ?? item.signals;
   return {
     path: item.path ?? item.sha256,
@@ -178,6 +215,8 @@ function scored(item: ScanItem): ScoredItem {
     fused: surprise(item.p),
     reference: item.reference ?? null,
     signals: Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.raw])),
+    p: Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.p])),
+    embedding_shift: (item.path !== null ? shifts?.get(item.path) : undefined) ?? null,
   };
 }
 
