@@ -112,9 +112,9 @@ export const configSchema = z
               { mode: 'always', weight: 1.5 },
             ).prefault({}),
             /**
-             * Squeeze towards the cross prediction: the cross_regression residual of the item's
-             * embedding minus the mean residual of its median/JPEG/resize squeezed copies'
-             * embeddings. Reuses squeeze's and cross_encoder's passes (no extra cost); trains when
+             * Squeeze towards the cross prediction: do the median/JPEG/resize squeezed copies'
+             * embeddings step towards where cross_regression predicts the item's embedding
+             * (mean cosine of step and prediction direction). Reuses squeeze's and cross_encoder's passes (no extra cost); trains when
              * transformation_consistency and cross_regression do, and runs only on items where
              * squeeze and cross_encoder both run.
              */

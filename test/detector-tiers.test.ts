@@ -327,47 +327,59 @@ test('cross regression in a detector set: trained only with the cross encoder, f
 
 // ---- squeeze towards the cross prediction (squeeze_cross) ----------------------------------
 
-test('squeeze_cross statistic: 0 for copies equal to the item, leave-one-out for members, large when squeezing moves back towards the prediction', () => {
-  const rng = mulberry32(31);
-  const M = Array.from({ length: 10 * 16 }, () => normal(rng));
-  const pair = () => {
-    const s = normaliseInPlace(Float32Array.from({ length: 16 }, (_, i) => (i < 6 ? normal(rng) : normal(rng) * 0.2) + (i === 0 ? 2 : 0)));
-    const p = normaliseInPlace(Float32Array.from({ length: 10 }, (_, r) => s.reduce((acc, v, c) => acc + M[r * 16 + c] * v, 0) + normal(rng) * 0.05));
-    return { s, p };
-  };
-  const jitter = (p: Float32Array, sd: number) => normaliseInPlace(Float32Array.from(p, (v) => v + normal(rng) * sd));
-  const base = Array.from({ length: 120 }, pair);
-  const index = (rows: Float32Array[]) => CrossEncoderDetector.fit(rows.map((_, i) => base[i % base.length].p), rows, rows.map((_, i) => i), 'synthetic-2', { k: 5 }).secondaryIndex;
-  const { model, looRaw } = CrossRegression.fit(index(base.map((b) => b.s)), base.map((b) => b.p), 0.03);
-  // Copies identical to the item: own residual minus the same residual.
-  close(model.scoreSqueezed([base[5].p], [[base[5].p, base[5].p]], [base[5].s])[0], 0, 1e-9, 'identical copies');
-  // A member's own term is its leave-one-out residual: with one copy c, value = looRaw − r_LOO(c).
-  const copy = jitter(base[3].p, 0.3);
-  const withSelf = model.scoreSqueezed([base[3].p], [[copy]], [base[3].s], [3])[0];
-  const inSample = model.scoreSqueezed([base[3].p], [[copy]], [base[3].s])[0];
-  assert.notEqual(withSelf, inSample, 'the member position changes the prediction');
-  // Against a refit without item 0, an outside item: the squeezed term follows the LOO prediction too.
-  const rest = base.slice(1);
-  const refit = CrossRegression.fit(index(rest.map((b) => b.s)), rest.map((b) => b.p), 0.03).model;
-  const copy0 = jitter(base[0].p, 0.3);
-  const loo = model.scoreSqueezed([base[0].p], [[copy0]], [base[0].s], [0])[0];
-  const outside = refit.scoreSqueezed([base[0].p], [[copy0]], [base[0].s])[0];
-  close(loo, outside, 0.1 * Math.abs(outside) + 2e-3, 'member leave-one-out vs refit');
-  const own = model.score([base[0].p], [base[0].s], [0])[0];
-  close(own, looRaw[0], 1e-5, 'own term');
-  // Attack-like: the primary moved to another item's, squeezing pulls it halfway back.
-  const fresh = Array.from({ length: 60 }, pair);
-  const clean = model.scoreSqueezed(fresh.map((f) => f.p), fresh.map((f) => [jitter(f.p, 0.02), jitter(f.p, 0.02), jitter(f.p, 0.02)]), fresh.map((f) => f.s));
-  const attacked = fresh.map((f, i) => {
-    const moved = fresh[(i + 30) % fresh.length].p;
-    const back = normaliseInPlace(Float32Array.from(moved, (v, t) => v + f.p[t]));
-    return model.scoreSqueezed([moved], [[back, back, back]], [f.s])[0];
+for (const statistic of ['direction', 'residual'] as const) {
+  test(`squeeze_cross statistic '${statistic}': 0 for copies equal to the item, leave-one-out for members, large when squeezing moves back towards the prediction`, () => {
+    const rng = mulberry32(31);
+    const M = Array.from({ length: 10 * 16 }, () => normal(rng));
+    const pair = () => {
+      const s = normaliseInPlace(Float32Array.from({ length: 16 }, (_, i) => (i < 6 ? normal(rng) : normal(rng) * 0.2) + (i === 0 ? 2 : 0)));
+      const p = normaliseInPlace(Float32Array.from({ length: 10 }, (_, r) => s.reduce((acc, v, c) => acc + M[r * 16 + c] * v, 0) + normal(rng) * 0.05));
+      return { s, p };
+    };
+    const jitter = (p: Float32Array, sd: number) => normaliseInPlace(Float32Array.from(p, (v) => v + normal(rng) * sd));
+    const base = Array.from({ length: 120 }, pair);
+    const index = (rows: Float32Array[]) => CrossEncoderDetector.fit(rows.map((_, i) => base[i % base.length].p), rows, rows.map((_, i) => i), 'synthetic-2', { k: 5 }).secondaryIndex;
+    const { model, looRaw } = CrossRegression.fit(index(base.map((b) => b.s)), base.map((b) => b.p), 0.03);
+    const score = (m: CrossRegression, p: Float32Array[], q: Float32Array[][], s: Float32Array[], self: number[] = []) => m.scoreSqueezed(p, q, s, self, statistic);
+    // Copies identical to the item: no step at all (direction), or the same residual (residual).
+    close(score(model, [base[5].p], [[base[5].p, base[5].p]], [base[5].s])[0], 0, 1e-9, 'identical copies');
+    const copy = jitter(base[3].p, 0.3);
+    const withSelf = score(model, [base[3].p], [[copy]], [base[3].s], [3])[0];
+    const inSample = score(model, [base[3].p], [[copy]], [base[3].s])[0];
+    assert.notEqual(withSelf, inSample, 'the member position changes the prediction');
+    // Against a refit without item 0, an outside item: the member's value follows its LOO prediction.
+    const rest = base.slice(1);
+    const refit = CrossRegression.fit(index(rest.map((b) => b.s)), rest.map((b) => b.p), 0.03).model;
+    const copy0 = jitter(base[0].p, 0.3);
+    const loo = score(model, [base[0].p], [[copy0]], [base[0].s], [0])[0];
+    const outside = score(refit, [base[0].p], [[copy0]], [base[0].s])[0];
+    close(loo, outside, 0.1 * Math.abs(outside) + 2e-3, 'member leave-one-out vs refit');
+    const own = model.score([base[0].p], [base[0].s], [0])[0];
+    close(own, looRaw[0], 1e-5, 'own term');
+    // Attack-like: the primary moved to another item's, squeezing pulls it halfway back.
+    const fresh = Array.from({ length: 60 }, pair);
+    const clean = score(model, fresh.map((f) => f.p), fresh.map((f) => [jitter(f.p, 0.02), jitter(f.p, 0.02), jitter(f.p, 0.02)]), fresh.map((f) => f.s));
+    const attacked = fresh.map((f, i) => {
+      const moved = fresh[(i + 30) % fresh.length].p;
+      const back = normaliseInPlace(Float32Array.from(moved, (v, t) => v + f.p[t]));
+      return score(model, [moved], [[back, back, back]], [f.s])[0];
+    });
+    const cleanMax = Math.max(...clean.map(Math.abs));
+    assert.ok(attacked.filter((a) => a > cleanMax).length >= 0.8 * attacked.length, `attacked above every clean |value|: ${attacked.filter((a) => a > cleanMax).length}/60`);
+    if (statistic === 'direction') {
+      // A mean of cosines; squeezing that pushes further AWAY from the prediction is negative.
+      assert.ok([...clean, ...attacked].every((v) => v >= -1 && v <= 1), 'in [−1, 1]');
+      const away = fresh.map((f, i) => {
+        const moved = fresh[(i + 30) % fresh.length].p;
+        const further = normaliseInPlace(Float32Array.from(moved, (v, t) => v - 0.5 * f.p[t]));
+        return score(model, [moved], [[further]], [f.s])[0];
+      });
+      assert.ok(away.filter((a) => a < 0).length >= 0.8 * away.length, `steps away from the prediction negative: ${away.filter((a) => a < 0).length}/60`);
+    }
+    assert.throws(() => score(model, [base[0].p], [[]], [base[0].s]), /no squeezed embeddings/);
+    assert.throws(() => model.scoreSqueezed([base[0].p], [], [base[0].s], [], statistic), /0 squeezed sets/);
   });
-  const cleanMax = Math.max(...clean.map(Math.abs));
-  assert.ok(attacked.filter((a) => a > cleanMax).length >= 0.8 * attacked.length, `attacked above every clean |value|: ${attacked.filter((a) => a > cleanMax).length}/60`);
-  assert.throws(() => model.scoreSqueezed([base[0].p], [[]], [base[0].s]), /no squeezed embeddings/);
-  assert.throws(() => model.scoreSqueezed([base[0].p], [], [base[0].s]), /0 squeezed sets/);
-});
+}
 
 test('squeeze_cross in a detector set: needs squeeze and cross_regression, runs only with both passes, flags squeeze-back, survives serialisation', () => {
   const { X, squeeze, secondary, rng } = baselineWithFeatures(300, 23);
@@ -391,7 +403,7 @@ test('squeeze_cross in a detector set: needs squeeze and cross_regression, runs 
   });
   assert.deepEqual(set.allSignals.slice(-4), ['squeeze', 'cross_encoder', 'cross_regression', 'squeeze_cross']);
   assert.deepEqual(set.stats.expensive.squeeze_cross, { n: 300, trained: true });
-  assert.equal(set.params.squeezeCross!.copies, 3);
+  assert.deepEqual(set.params.squeezeCross, { copies: 3, statistic: 'direction' });
   const fresh = baselineWithFeatures(60, 46);
   const freshSq = fresh.X.map((x) => [jitter(x, 0.01), jitter(x, 0.01), jitter(x, 0.01)]);
   const features = fresh.X.map((_, i) => ({ squeeze: fresh.squeeze[i], secondary: fresh.secondary[i], squeezed: freshSq[i] }));
@@ -423,6 +435,15 @@ test('squeeze_cross in a detector set: needs squeeze and cross_regression, runs 
   // Serialisation, and a set stored before the signal existed still loads without it.
   const restored = detectorSetFromJSON(JSON.parse(JSON.stringify(set.toJSON())));
   assert.deepEqual(restored.score(movedX, { features: movedFeatures }), attacked);
+  // A set trained before the 'direction' statistic (no statistic recorded) keeps scoring 'residual'.
+  const residualState = set.toJSON() as unknown as { params: { squeezeCross: { statistic?: string } } };
+  delete residualState.params.squeezeCross.statistic;
+  const residualSet = detectorSetFromJSON(JSON.parse(JSON.stringify(residualState)));
+  const viaSet = residualSet.score(movedX.slice(0, 3), { features: movedFeatures.slice(0, 3) }).map((v) => v.signals.squeeze_cross!.raw);
+  const direct = set.crossRegression!.scoreSqueezed(movedX.slice(0, 3), movedFeatures.slice(0, 3).map((f) => f.squeezed), movedFeatures.slice(0, 3).map((f) => f.secondary), [], 'residual');
+  viaSet.forEach((v, i) => close(v, direct[i], 1e-12, 'legacy set scores the residual statistic'));
+  residualState.params.squeezeCross.statistic = 'sideways';
+  assert.throws(() => detectorSetFromJSON(JSON.parse(JSON.stringify(residualState))), /statistic sideways is not known/);
   const old = set.toJSON() as unknown as Record<string, unknown>;
   delete (old.params as Record<string, unknown>).squeezeCross;
   const fusion = old.fusion as { weights: Record<string, number>; looP: Record<string, string>; policy: { modes: Record<string, string> } };

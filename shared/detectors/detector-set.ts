@@ -56,7 +56,10 @@ import {
   type ExpensiveSignalName,
   type TierMode,
 } from './signals.js';
-import { CROSS_REGRESSION_DEFAULT_RIDGE, CrossRegression, checkRidge, type CrossRegressionState } from './cross-regression.js';
+import { CROSS_REGRESSION_DEFAULT_RIDGE, CrossRegression, checkRidge, type CrossRegressionState, type SqueezeCrossStatistic } from './cross-regression.js';
+
+/** The squeeze_cross statistic new detector sets are trained with (see CrossRegression.scoreSqueezed). */
+const SQUEEZE_CROSS_STATISTIC: SqueezeCrossStatistic = 'direction';
 import { SQUEEZE_NEIGHBOURS, SqueezeModel, type SqueezeModelState, type SqueezeReference } from './squeeze.js';
 import type { EmbeddingDetector, EmbeddingDetectorState } from './types.js';
 
@@ -177,8 +180,11 @@ export interface DetectorSetParams {
   crossEncoder: { encoderId: string; params: CrossEncoderParams } | null;
   /** Absent in sets trained before the signal existed. */
   crossRegression?: { ridge: number } | null;
-  /** Squeezed copies per item squeeze_cross expects. Absent in sets trained before the signal existed. */
-  squeezeCross?: { copies: number } | null;
+  /**
+   * Squeezed copies per item squeeze_cross expects, and its statistic (absent: 'residual', the
+   * sets trained before 'direction'). The whole field is absent in sets trained before the signal.
+   */
+  squeezeCross?: { copies: number; statistic?: SqueezeCrossStatistic } | null;
 }
 
 export interface DetectorSetStats {
@@ -486,7 +492,7 @@ export class DetectorSet {
     if (reg && copies > 0 && this.expensiveSignals.includes('squeeze_cross')) {
       const idx = secondaryIdx.filter((i) => features[i]!.squeezed?.length === copies);
       const scores = idx.length > 0
-        ? reg.scoreSqueezed(idx.map((i) => X[i]), idx.map((i) => features[i]!.squeezed!), idx.map((i) => features[i]!.secondary!), idx.map(memberPosition))
+        ? reg.scoreSqueezed(idx.map((i) => X[i]), idx.map((i) => features[i]!.squeezed!), idx.map((i) => features[i]!.secondary!), idx.map(memberPosition), this.params.squeezeCross?.statistic ?? 'residual')
         : [];
       out.squeeze_cross = X.map(() => null);
       idx.forEach((i, j) => {
@@ -539,6 +545,10 @@ export function detectorSetFromJSON(input: unknown): DetectorSet {
       : name === 'squeeze' ? !!state.squeeze : name === 'cross_regression' || name === 'squeeze_cross' ? !!state.crossRegression && !!state.crossEncoder : !!state.crossEncoder;
     if (!hasSource || !cs) throw new RangeError(`detector-set state: signal ${name} lacks its detector or calibrator`);
     calibrators[name] = Calibrator.fromJSON(cs);
+  }
+  const statistic = state.params.squeezeCross?.statistic;
+  if (statistic !== undefined && statistic !== 'direction' && statistic !== 'residual') {
+    throw new RangeError(`detector-set state: squeeze_cross statistic ${String(statistic)} is not known to this build; retrain`);
   }
   return new DetectorSet(
     state.encoderId,
@@ -732,6 +742,7 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
           pos.map((j) => sc.squeezed[members[j]]!),
           pos.map((j) => { const ix = crossEncoder!.secondaryIndex; return ix.vectors.subarray(j * ix.dim, (j + 1) * ix.dim); }),
           pos,
+          SQUEEZE_CROSS_STATISTIC,
         );
         const raw = new Float64Array(n).fill(NaN);
         pos.forEach((j, q) => { raw[members[j]] = scores[q]; });
@@ -828,7 +839,7 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
     squeeze: squeezeModel ? { featureNames: [...squeezeModel.features] } : null,
     crossEncoder: crossEncoder ? { encoderId: crossEncoder.secondaryEncoderId, params: { ...crossEncoder.params } } : null,
     crossRegression: crossRegression ? { ridge: crossRegression.ridge } : null,
-    squeezeCross: squeezeCrossCopies > 0 ? { copies: squeezeCrossCopies } : null,
+    squeezeCross: squeezeCrossCopies > 0 ? { copies: squeezeCrossCopies, statistic: SQUEEZE_CROSS_STATISTIC } : null,
   };
   return new DetectorSet(
     options.encoderId,
