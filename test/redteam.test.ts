@@ -14,7 +14,9 @@ import sharp from 'sharp';
 import { defaultConfig } from '../shared/config.js';
 import { mulberry32 } from '../shared/math/rng.js';
 import { redteamCommand } from '../electron/engine/cli/redteam-command.js';
-import { openImageEncoder, type ImageEncoder } from '../electron/engine/encoders/index.js';
+import { openBackboneEncoder, openImageEncoder, type ImageEncoder } from '../electron/engine/encoders/index.js';
+import { adaptiveForward, concatUnitBlocks } from '../electron/engine/redteam/adaptive.js';
+import { squeeze, SQUEEZE_DEFAULTS } from '../electron/engine/signals/squeeze.js';
 import { decodeImage, readAndDecodeImage, resizeForEncoder } from '../electron/engine/ingest/image.js';
 import {
   ATTACK_NAMES,
@@ -88,10 +90,13 @@ async function checkManifest(m: RedteamManifest, out: string, maxLinf: number | 
   }
 }
 
-function concat(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
+function concat(...parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 }
 
@@ -157,6 +162,56 @@ test('spsa-pgd-targeted moves every image towards the target', async () => {
   }
   await checkManifest(m, out, 8);
   await assert.rejects(runRedteam({ files: photos, attack: 'spsa-pgd-targeted', eps: 8 / 255, out, encoder }), /needs a target/);
+});
+
+test('adaptive: the combined view is unit blocks end to end, so its cosine is the weighted mean of the blocks\' cosines', () => {
+  // Blocks of weight 1 and 1/√2, over √1.5 in all: a unit vector, and cos = (1·cos₁ + ½·cos₂) / 1.5.
+  const a = concatUnitBlocks([[Float32Array.of(3, 4), 1], [Float32Array.of(0, 2), Math.SQRT1_2]]);
+  const b = concatUnitBlocks([[Float32Array.of(4, 3), 1], [Float32Array.of(1, 0), Math.SQRT1_2]]);
+  const r = Math.sqrt(1.5);
+  assert.deepEqual(Array.from(a).map((v) => Math.round(v * 1e6) / 1e6), [0.6 / r, 0.8 / r, 0, Math.SQRT1_2 / r].map((v) => Math.round(v * 1e6) / 1e6));
+  assert.ok(Math.abs(Math.hypot(...a) - 1) < 1e-6, 'unit length');
+  const cos = 1 - cosineDistance(a, b);
+  assert.ok(Math.abs(cos - (1 * 0.96 + 0.5 * 0) / 1.5) < 1e-6, `cos ${cos}`);
+});
+
+test('adaptive spsa-pgd-targeted: queries the primary, squeezed and cross-encoder views together; the manifest still measures the primary', async () => {
+  const secondary = await openBackboneEncoder('inception_v3_backbone', { device: 'cpu', batchSize: 16 });
+  try {
+    const adaptive = { squeeze: { ...SQUEEZE_DEFAULTS }, secondary };
+    const forward = adaptiveForward(encoder, SIZE, adaptive);
+    // The combined view of one photo, block by block, against each encoder run directly.
+    const x = await clean(photos[0]);
+    const [view] = await forward(x, 1);
+    const copies = [];
+    for (const name of ['median', 'jpeg', 'resize'] as const) copies.push((await squeeze(name, x, 224, 224, SQUEEZE_DEFAULTS))[0]);
+    const prim = await encoder.embedPixels(concat(x, ...copies), 4);
+    const x299 = await resizeForEncoder({ ...(await readAndDecodeImage(photos[0])), rgb: Buffer.from(toBytes(x)), width: 224, height: 224 }, 299, 299);
+    const [inc] = await secondary.embedPixels(x299, 1);
+    const expected = concatUnitBlocks([[prim[0], 1], [prim[1], 1 / Math.sqrt(3)], [prim[2], 1 / Math.sqrt(3)], [prim[3], 1 / Math.sqrt(3)], [inc, 1]]);
+    assert.equal(view.length, 1280 * 4 + 2048);
+    assert.ok(cosineDistance(view, expected) < 1e-5, `combined view vs blocks: ${cosineDistance(view, expected)}`);
+
+    const target = readdirSync(HOLDOUT).sort().map((f) => path.join(HOLDOUT, f))[3];
+    const out = path.join(work, 'adaptive');
+    const m = await runRedteam({ files: photos.slice(0, 2), attack: 'spsa-pgd-targeted', eps: 8 / 255, out, encoder, target, steps: 3, samples: 4, adaptive });
+    assert.equal(m.family, 'spsa-pgd-adaptive');
+    assert.equal(m.params.adaptive, `primary+squeeze:median+squeeze:jpeg+squeeze:resize+cross:${secondary.id}`);
+    await checkManifest(m, out, 8);
+    // What the attack maximised, the combined view's similarity to the target's, never falls
+    // (the best iterate is kept, clean included) and rises for some image.
+    const [t] = await forward(await clean(target), 1);
+    const gains = [];
+    for (const item of m.items) {
+      const [before] = await forward(await clean(item.source), 1);
+      const [afterView] = await forward(await ingest(path.join(out, item.output)), 1);
+      gains.push(cosineDistance(before, t) - cosineDistance(afterView, t));
+    }
+    assert.ok(gains.every((g) => g >= -1e-6) && gains.some((g) => g > 0), `combined-view gains ${gains}`);
+    await assert.rejects(runRedteam({ files: photos, attack: 'typographic', eps: 0, out: path.join(work, 'adaptive-typo'), encoder, adaptive }), /does not query the encoder/);
+  } finally {
+    await secondary.close();
+  }
 });
 
 test('the budget is whole grey levels and survives the PNG round trip bit for bit', async () => {

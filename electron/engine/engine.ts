@@ -20,7 +20,7 @@ import type { ExpensiveSignalName, TierMode } from '../../shared/detectors/signa
 import { BruteForceIndex } from '../../shared/math/vector-index.js';
 import type { Decision, Modality, Neighbour, SignalResult } from '../../shared/types.js';
 import { CancelledError, mapOrdered, throwIfAborted } from './concurrency.js';
-import { openBackboneEncoder, openImageEncoder, type ImageEncoder } from './encoders/index.js';
+import { CROSS_ENCODER_ARTIFACTS, openBackboneEncoder, openImageEncoder, type ImageEncoder } from './encoders/index.js';
 import { manifestPathFor, readModelManifest } from './encoders/manifest.js';
 import { defaultModelDir } from './encoders/paths.js';
 import { decodeImage, IngestError, resizeForEncoder, type IngestLimits } from './ingest/image.js';
@@ -32,7 +32,7 @@ import { ClipPath, clipDetail, sidecarCaption, type ClipFinding } from './scan-c
 import { VideoPath, type VideoExtra, type VideoFrameReport } from './scan-video.js';
 import type { AudioEncoder } from './audio/index.js';
 import { ExpensiveMeasurer, type MeasureItem, type MeasureNeeds } from './signals/measure.js';
-import { checkSqueezeParams, type SqueezeParams } from './signals/squeeze.js';
+import { squeezeParamsOf, type SqueezeParams } from './signals/squeeze.js';
 import { Store, type DetectorSetRow } from './store/store.js';
 import { ENGINE_VERSION } from './version.js';
 
@@ -75,7 +75,6 @@ export interface ScanItem {
 }
 
 /** Secondary encoders for the cross-encoder signal: config name → built artifact. */
-const CROSS_ENCODER_ARTIFACTS: Record<string, string> = { inception_v3: 'inception_v3_backbone' };
 
 export interface ScanReport {
   engine: EngineInfo;
@@ -279,16 +278,7 @@ export class Engine {
 
   /** Squeezer parameters from the configuration, or null when the signal is off. */
   private configuredSqueeze(): SqueezeParams | null {
-    const t = this.cfg.detection_methods.transformation_consistency;
-    if (t.mode === 'off') return null;
-    return checkSqueezeParams({
-      squeezers: [...t.squeezers],
-      bitDepth: t.bit_depth,
-      medianSize: t.median_size,
-      jpegQuality: t.jpeg_quality,
-      resizeFactor: t.resize_factor,
-      occlusionGrid: t.occlusion_grid,
-    });
+    return squeezeParamsOf(this.cfg.detection_methods.transformation_consistency);
   }
 
   private crossEncoderEnabled(): boolean {

@@ -6,7 +6,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ParallaxConfig } from '../../../shared/config.js';
 import { CancelledError } from '../concurrency.js';
-import { openImageEncoder, type ImageEncoder } from '../encoders/index.js';
+import { CROSS_ENCODER_ARTIFACTS, openBackboneEncoder, openImageEncoder, type ImageEncoder } from '../encoders/index.js';
+import { squeezeParamsOf, SQUEEZE_DEFAULTS } from '../signals/squeeze.js';
+import { describeAdaptive, type AdaptiveOptions } from '../redteam/adaptive.js';
 import { walkMedia } from '../ingest/walk.js';
 import {
   ATTACK_NAMES,
@@ -25,7 +27,7 @@ import { AUDIO_ATTACKS, isAudioAttack, runAudioRedteam } from '../redteam/audio.
 
 export const REDTEAM_USAGE = `Usage:
   parallax redteam <image|folder...> --attack NAME --out DIR [--eps E] [--target FILE]
-                   [--steps N] [--samples N] [--seed S] [--json] [--quiet]
+                   [--steps N] [--samples N] [--seed S] [--adaptive] [--json] [--quiet]
 
 Writes attacked copies of the images as 224×224 PNGs in DIR with DIR/manifest.json
 (embedding shift, L-inf, forward passes used, sha256 of each file).
@@ -50,6 +52,10 @@ Options:
   --steps N      spsa-pgd: steps (30); square, patch: iterations (1000); universal: steps (50)
   --samples N    spsa-pgd: directions per step (16); universal: directions per step (8)
   --seed S       integer seed (1)
+  --adaptive     detector-aware: the attack must also carry the squeezed copies (median,
+                 JPEG, resize) and the cross encoder's view along, as an attacker who knows
+                 Parallax's signals would; each query costs those passes too. Family gets
+                 '-adaptive'. spsa-pgd*, square, universal and patch only
   --json         print the manifest instead of a summary
   -q, --quiet    no progress
 
@@ -96,6 +102,7 @@ export async function redteamCommand(argv: string[], ctx: RedteamCommandContext)
   process.on('SIGINT', onSigint);
 
   let encoder: ImageEncoder | undefined;
+  let secondary: ImageEncoder | null = null;
   try {
     const files: string[] = [];
     const errors: RedteamError[] = [];
@@ -112,6 +119,20 @@ export async function redteamCommand(argv: string[], ctx: RedteamCommandContext)
     const model = ctx.config.embedding_anomaly_detection.embedding_model;
     encoder = await openImageEncoder({ model: model.name, device: model.device, batchSize: model.batch_size, threads: model.threads });
     if (!request.quiet) stderr.write(`redteam ${request.attack}: ${files.length} images, encoder ${encoder.id} on ${encoder.provider}\n`);
+    let adaptive: AdaptiveOptions | undefined;
+    if (request.adaptive) {
+      // The detector's own settings: the squeezers it runs and the cross encoder it consults.
+      const methods = ctx.config.embedding_anomaly_detection.detection_methods;
+      const squeeze = squeezeParamsOf(methods.transformation_consistency);
+      if (methods.cross_encoder.mode !== 'off') {
+        const artifact = CROSS_ENCODER_ARTIFACTS[methods.cross_encoder.model];
+        if (!artifact) throw new RedteamInputError(`cross encoder ${methods.cross_encoder.model} is not available`);
+        secondary = await openBackboneEncoder(artifact, { device: model.device, batchSize: Math.min(model.batch_size, 16), threads: model.threads });
+      }
+      if (!squeeze && !secondary) throw new RedteamInputError('--adaptive: transformation_consistency and cross_encoder are both off, so there is nothing to adapt to');
+      adaptive = { squeeze: squeeze ?? { ...SQUEEZE_DEFAULTS, squeezers: [] }, secondary };
+      if (!request.quiet) stderr.write(`redteam ${request.attack}: detector-aware (${describeAdaptive(adaptive)})\n`);
+    }
 
     const manifest = await runRedteam({
       files,
@@ -123,6 +144,7 @@ export async function redteamCommand(argv: string[], ctx: RedteamCommandContext)
       seed: request.seed,
       steps: request.steps,
       samples: request.samples,
+      adaptive,
       errors,
       signal: controller.signal,
       onProgress: (p) => progress.update(request.attack, p.done, p.total),
@@ -148,6 +170,7 @@ export async function redteamCommand(argv: string[], ctx: RedteamCommandContext)
   } finally {
     process.off('SIGINT', onSigint);
     await encoder?.close();
+    await secondary?.close();
   }
 }
 
@@ -163,6 +186,7 @@ interface Request {
   steps?: number;
   samples?: number;
   seed?: number;
+  adaptive: boolean;
   json: boolean;
   quiet: boolean;
 }
@@ -176,6 +200,7 @@ const OPTIONS = {
   steps: { type: 'string' },
   samples: { type: 'string' },
   seed: { type: 'string' },
+  adaptive: { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
   quiet: { type: 'boolean', short: 'q', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -196,7 +221,7 @@ function parseRequest(argv: string[]): Request {
     throw new UsageError((err as Error).message);
   }
   const { values, positionals } = parsed;
-  const base = { json: values.json!, quiet: values.quiet! };
+  const base = { json: values.json!, quiet: values.quiet!, adaptive: values.adaptive! };
   if (values.help) return { ...base, help: true, inputs: [], attack: 'spsa-pgd', eps: 0, out: '' };
 
   if (!values.attack) throw new UsageError(`--attack is required (one of: ${ATTACK_NAMES.join(', ')})`);
@@ -299,6 +324,7 @@ async function audioRedteamCommand(
       return 0;
     }
     if (values.target !== undefined) throw new UsageError('--target applies to spsa-pgd-targeted on images, not to audio attacks');
+    if (values.adaptive) throw new UsageError('--adaptive applies to image attacks, not to audio attacks');
     if (positionals.length === 0) throw new UsageError('give at least one audio file or folder to attack');
     if (!values.out) throw new UsageError('--out DIR is required');
     if (values.eps !== undefined && !(Number(values.eps) > 0 && Number(values.eps) <= 1)) throw new UsageError(`--eps for audio attacks is in sample units, in (0, 1]; got '${values.eps}'`);

@@ -10,6 +10,9 @@ export { createSession } from './providers.js';
 export { openMobileNetEncoder, openBackboneEncoder, OnnxBackboneEncoder, MOBILENET_V2_ARTIFACT } from './mobilenet.js';
 export { defaultModelDir } from './paths.js';
 
+/** Cross encoders (the cross_encoder signal's second opinion) by config name → built artifact. */
+export const CROSS_ENCODER_ARTIFACTS: Readonly<Record<string, string>> = Object.freeze({ inception_v3: 'inception_v3_backbone' });
+
 export interface ImageEncoderConfig {
   /** 'mobilenet_v2' (built in), or the path of a folder holding a CLIP model (not implemented yet). */
   model: 'mobilenet_v2' | (string & {});

@@ -16,6 +16,7 @@ import { deriveRng } from '../../../shared/math/rng.js';
 import type { ImageEncoder } from '../encoders/encoder.js';
 import { decodeImage, IngestError, readAndDecodeImage, resizeForEncoder, type DecodedImage } from '../ingest/image.js';
 import { ATTACK_NAMES, attackFamily, isAttackName, isTargeted, usesEps, type AttackName } from './attacks.js';
+import { adaptiveCost, adaptiveForward, describeAdaptive, type AdaptiveOptions } from './adaptive.js';
 import { benignTransform, type BenignKind } from './benign.js';
 import { patchAttack, patchSide, PATCH_DEFAULTS, type Region } from './patch.js';
 import { cosine, cosineDistance, epsLevels, linf255, throwIfCancelled, toBytes, type AttackResult, type Forward, type ImageSize, type Objective } from './pixels.js';
@@ -60,6 +61,11 @@ export interface RedteamOptions {
   samples?: number;
   /** patch: fraction of the image the patch covers (0.06). */
   patchArea?: number;
+  /**
+   * Detector-aware: the attack also moves the squeezed copies and the cross encoder's view
+   * along (adaptive.ts). Query-based attacks only (spsa-pgd*, square, universal, patch).
+   */
+  adaptive?: AdaptiveOptions;
   /** Inputs already found unreadable (e.g. while walking folders): carried into the manifest's errors. */
   errors?: RedteamError[];
   onProgress?: (p: RedteamProgress) => void;
@@ -116,6 +122,9 @@ export interface RedteamManifest {
   seconds: number;
 }
 
+/** The attacks driven by forward passes: the ones an adaptive forward pass can steer. */
+export const QUERY_ATTACKS: readonly AttackName[] = ['spsa-pgd', 'spsa-pgd-targeted', 'square', 'universal', 'patch'];
+
 /** square and patch score one candidate per image per call, so images share forward calls in groups this big. */
 const LOCKSTEP_GROUP = 8;
 
@@ -125,14 +134,22 @@ export async function runRedteam(opts: RedteamOptions): Promise<RedteamManifest>
   const levels = checkOptions(opts);
   const seed = opts.seed ?? 1;
   const size: ImageSize = { ...encoder.inputSize };
-  const forward: Forward = (pixels, n) => encoder.embedPixels(pixels, n);
+  // `measure` is the primary encoder, what every number in the manifest is about; `forward`
+  // is what the attack queries (the same, unless the attack is detector-aware).
+  const measure: Forward = (pixels, n) => encoder.embedPixels(pixels, n);
+  const forward: Forward = opts.adaptive ? adaptiveForward(encoder, size, opts.adaptive) : measure;
   const params = budgets(opts);
+  if (opts.adaptive) {
+    const cost = adaptiveCost(opts.adaptive);
+    params.adaptive = describeAdaptive(opts.adaptive);
+    params.adaptive_cost = `${cost.primary} primary + ${cost.secondary} cross-encoder passes per query`;
+  }
 
   await mkdir(opts.out, { recursive: true });
   const manifest: RedteamManifest = {
     format: MANIFEST_FORMAT,
     attack,
-    family: attackFamily(attack),
+    family: opts.adaptive ? `${attackFamily(attack)}-adaptive` : attackFamily(attack),
     eps: usesEps(attack) ? opts.eps : null,
     eps_levels: levels,
     encoder_id: encoder.id,
@@ -145,12 +162,14 @@ export async function runRedteam(opts: RedteamOptions): Promise<RedteamManifest>
   };
 
   let targetEmbedding: Float32Array | undefined;
+  let targetReference: Float32Array | undefined;
   if (isTargeted(attack)) {
     const target = opts.target!;
     const loaded = await loadImage(target, size).catch((err: unknown) => {
       throw new RedteamInputError(`target ${target}: ${reasonOf(err)}`, { cause: err });
     });
-    [targetEmbedding] = await forward(loaded.clean, 1);
+    [targetEmbedding] = await measure(loaded.clean, 1);
+    [targetReference] = opts.adaptive ? await forward(loaded.clean, 1) : [targetEmbedding];
     manifest.target = { file: target, sha256: loaded.sha256 };
   }
 
@@ -160,7 +179,7 @@ export async function runRedteam(opts: RedteamOptions): Promise<RedteamManifest>
   const progress = (detail?: string) => opts.onProgress?.({ done, total, detail });
   progress(`${attack}: starting`);
 
-  const ctx: RunContext = { opts, size, forward, manifest, targetEmbedding, seedFor: (sha256) => imageRng(seed, attack, sha256) };
+  const ctx: RunContext = { opts, size, forward, measure, manifest, targetEmbedding, targetReference, seedFor: (sha256) => imageRng(seed, attack, sha256) };
   const record = async (inputs: Loaded[], outcomes: Outcome[], seconds: number) => {
     await recordOutcomes(ctx, inputs, outcomes, seconds);
     done += inputs.length;
@@ -256,6 +275,9 @@ function checkOptions(opts: RedteamOptions): number | null {
   if (!isAttackName(attack)) throw new RedteamInputError(`unknown attack '${String(attack)}' (one of: ${ATTACK_NAMES.join(', ')})`);
   if (isTargeted(attack) && !opts.target) throw new RedteamInputError(`attack '${attack}' needs a target image`);
   if (opts.seed !== undefined && !Number.isInteger(opts.seed)) throw new RedteamInputError(`seed must be an integer, got ${opts.seed}`);
+  if (opts.adaptive && !QUERY_ATTACKS.includes(attack)) {
+    throw new RedteamInputError(`'${attack}' does not query the encoder, so it has no detector-aware form (adaptive: ${QUERY_ATTACKS.join(', ')})`);
+  }
   try {
     if (opts.steps !== undefined) positiveInt('steps', opts.steps);
     if (opts.samples !== undefined) positiveInt('samples', opts.samples);
@@ -286,9 +308,15 @@ interface Outcome {
 interface RunContext {
   opts: RedteamOptions;
   size: ImageSize;
+  /** What the attack queries. */
   forward: Forward;
+  /** The primary encoder: what the manifest's numbers are measured with. */
+  measure: Forward;
   manifest: RedteamManifest;
+  /** The target's primary embedding (measurement). */
   targetEmbedding?: Float32Array;
+  /** What a targeted attack pulls towards: the target through `forward`. */
+  targetReference?: Float32Array;
   seedFor(sha256: string): Rng;
 }
 
@@ -304,7 +332,7 @@ async function attackGroup(ctx: RunContext, inputs: Loaded[], progress: (detail:
   switch (attack) {
     case 'spsa-pgd':
     case 'spsa-pgd-targeted': {
-      const objective: Objective = ctx.targetEmbedding ? { mode: 'toward', reference: ctx.targetEmbedding } : { mode: 'away' };
+      const objective: Objective = ctx.targetReference ? { mode: 'toward', reference: ctx.targetReference } : { mode: 'away' };
       const out: Outcome[] = [];
       for (const [i, input] of inputs.entries()) {
         const r = await spsaPgd(input.clean, {
@@ -370,7 +398,7 @@ async function attackGroup(ctx: RunContext, inputs: Loaded[], progress: (detail:
 
 /** Writes each outcome as a PNG, checks ingest reads it back unchanged, measures it, and adds it to the manifest. */
 async function recordOutcomes(ctx: RunContext, inputs: Loaded[], outcomes: Outcome[], seconds: number): Promise<void> {
-  const { size, forward, manifest, opts } = ctx;
+  const { size, measure, manifest, opts } = ctx;
   const written: { name: string; bytes: Buffer; pixels: Float32Array }[] = [];
   for (const [i, input] of inputs.entries()) {
     const bytes = toBytes(outcomes[i].pixels);
@@ -390,7 +418,7 @@ async function recordOutcomes(ctx: RunContext, inputs: Loaded[], outcomes: Outco
   const batch = new Float32Array(2 * n * per);
   inputs.forEach((input, i) => batch.set(input.clean, i * per));
   written.forEach((w, i) => batch.set(w.pixels, (n + i) * per));
-  const embeddings = await forward(batch, 2 * n);
+  const embeddings = await measure(batch, 2 * n);
 
   for (const [i, input] of inputs.entries()) {
     const w = written[i];

@@ -81,6 +81,27 @@ export function squeezeFeatureNames(p: Omit<SqueezeParams, 'squeezers'>): Record
 }
 
 /** The selected squeezers, canonical order, no duplicates. */
+/** The squeezer parameters a configuration's transformation_consistency section asks for; null when it is off. */
+export function squeezeParamsOf(t: {
+  mode: string;
+  squeezers: readonly SqueezerName[];
+  bit_depth: number;
+  median_size: number;
+  jpeg_quality: number;
+  resize_factor: number;
+  occlusion_grid: number;
+}): SqueezeParams | null {
+  if (t.mode === 'off') return null;
+  return checkSqueezeParams({
+    squeezers: [...t.squeezers],
+    bitDepth: t.bit_depth,
+    medianSize: t.median_size,
+    jpegQuality: t.jpeg_quality,
+    resizeFactor: t.resize_factor,
+    occlusionGrid: t.occlusion_grid,
+  });
+}
+
 export function selectedSqueezers(p: SqueezeParams): SqueezerName[] {
   return SQUEEZER_NAMES.filter((s) => p.squeezers.includes(s));
 }
