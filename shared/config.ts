@@ -113,12 +113,14 @@ export const configSchema = z
             ).prefault({}),
             /**
              * Squeeze towards the cross prediction: do the median/JPEG/resize squeezed copies'
-             * embeddings step towards where cross_regression predicts the item's embedding
-             * (mean cosine of step and prediction direction). Reuses squeeze's and cross_encoder's passes (no extra cost); trains when
+             * embeddings move towards where cross_regression predicts the item's embedding?
+             * statistic 'residual' (default): how much closer they end up; 'direction': the mean
+             * cosine of each copy's step with the way to the prediction (see cross-regression.ts).
+             * Reuses squeeze's and cross_encoder's passes (no extra cost); trains when
              * transformation_consistency and cross_regression do, and runs only on items where
              * squeeze and cross_encoder both run.
              */
-            squeeze_cross: expensive({}, { mode: 'always', weight: 2 }).prefault({}),
+            squeeze_cross: expensive({ statistic: z.enum(['residual', 'direction']).default('residual') }, { mode: 'always', weight: 2 }).prefault({}),
           })
           .strict()
           .prefault({}),
@@ -315,7 +317,7 @@ embedding_anomaly_detection:
       k: 20                   # compared with the squeeze displacement of its 20 nearest look-alikes
     cross_encoder: { mode: always, weight: 0.5, model: inception_v3, k: 10 }
     cross_regression: { mode: always, weight: 1.5, ridge: 0.03 }   # needs cross_encoder's embedding, no extra pass
-    squeeze_cross: { mode: always, weight: 2 }   # squeezed copies vs the cross prediction; reuses squeeze + cross_encoder passes
+    squeeze_cross: { mode: always, weight: 2, statistic: residual }   # squeezed copies vs the cross prediction (statistic: residual | direction); reuses squeeze + cross_encoder passes
   fusion:
     method: omnibus           # omnibus | cauchy | fisher (see README, Fusion)
   tiering:

@@ -95,7 +95,7 @@ test('attack-aware signals, fusion and tiers: documented defaults, validated lik
   });
   assert.deepEqual(c.detection_methods.cross_encoder, { mode: 'always', weight: 0.5, model: 'inception_v3', k: 10 });
   assert.deepEqual(c.detection_methods.cross_regression, { mode: 'always', weight: 1.5, ridge: 0.03 });
-  assert.deepEqual(c.detection_methods.squeeze_cross, { mode: 'always', weight: 2 });
+  assert.deepEqual(c.detection_methods.squeeze_cross, { mode: 'always', weight: 2, statistic: 'residual' });
   assert.deepEqual(c.fusion, { method: 'omnibus' });
   assert.deepEqual(c.tiering, { inconclusive_low: 0.1, inconclusive_high: 0.7 });
   const ok = parseConfig(`
@@ -116,7 +116,7 @@ embedding_anomaly_detection:
     transformation_consistency: { mode: sometimes, squeezers: [median, median], resize_factor: 1, occlusion_grid: 1 }
     cross_encoder: { model: resnet }
     cross_regression: { ridge: 0, mode: sometimes }
-    squeeze_cross: { weight: -1, mode: never, ridge: 1 }
+    squeeze_cross: { weight: -1, mode: never, ridge: 1, statistic: angle }
   fusion: { method: mean }
   tiering: { inconclusive_low: 0.8, inconclusive_high: 0.2 }
 `;
@@ -135,6 +135,7 @@ embedding_anomaly_detection:
       assert.match(m, /'embedding_anomaly_detection\.detection_methods\.squeeze_cross\.weight'/);
       assert.match(m, /'embedding_anomaly_detection\.detection_methods\.squeeze_cross\.mode'/);
       assert.match(m, /unknown key 'embedding_anomaly_detection\.detection_methods\.squeeze_cross\.ridge'/);
+      assert.match(m, /'embedding_anomaly_detection\.detection_methods\.squeeze_cross\.statistic'/);
       assert.match(m, /'embedding_anomaly_detection\.fusion\.method'/);
       assert.match(m, /inconclusive_low must not exceed inconclusive_high/);
       return true;

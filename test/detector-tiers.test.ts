@@ -399,11 +399,14 @@ test('squeeze_cross in a detector set: needs squeeze and cross_regression, runs 
   const set = trainDetectorSet(X, {
     ...common,
     squeeze: { featureNames: ['a', 'b'], features: squeeze, weight: 0 },
-    squeezeCross: { squeezed, weight: 2 },
+    squeezeCross: { squeezed, weight: 2, statistic: 'direction' },
   });
   assert.deepEqual(set.allSignals.slice(-4), ['squeeze', 'cross_encoder', 'cross_regression', 'squeeze_cross']);
   assert.deepEqual(set.stats.expensive.squeeze_cross, { n: 300, trained: true });
   assert.deepEqual(set.params.squeezeCross, { copies: 3, statistic: 'direction' });
+  const byDefault = trainDetectorSet(X, { ...common, squeeze: { featureNames: ['a', 'b'], features: squeeze, weight: 0 }, squeezeCross: { squeezed, weight: 2 } });
+  assert.deepEqual(byDefault.params.squeezeCross, { copies: 3, statistic: 'residual' });
+  assert.throws(() => trainDetectorSet(X, { ...common, squeeze: { featureNames: ['a', 'b'], features: squeeze, weight: 0 }, squeezeCross: { squeezed, statistic: 'sideways' as never } }), /residual or direction/);
   const fresh = baselineWithFeatures(60, 46);
   const freshSq = fresh.X.map((x) => [jitter(x, 0.01), jitter(x, 0.01), jitter(x, 0.01)]);
   const features = fresh.X.map((_, i) => ({ squeeze: fresh.squeeze[i], secondary: fresh.secondary[i], squeezed: freshSq[i] }));
@@ -435,7 +438,7 @@ test('squeeze_cross in a detector set: needs squeeze and cross_regression, runs 
   // Serialisation, and a set stored before the signal existed still loads without it.
   const restored = detectorSetFromJSON(JSON.parse(JSON.stringify(set.toJSON())));
   assert.deepEqual(restored.score(movedX, { features: movedFeatures }), attacked);
-  // A set trained before the 'direction' statistic (no statistic recorded) keeps scoring 'residual'.
+  // A set trained before there was a choice (no statistic recorded) scores 'residual'.
   const residualState = set.toJSON() as unknown as { params: { squeezeCross: { statistic?: string } } };
   delete residualState.params.squeezeCross.statistic;
   const residualSet = detectorSetFromJSON(JSON.parse(JSON.stringify(residualState)));

@@ -562,6 +562,7 @@ export class Engine {
       options.squeezeCross = {
         mode: m.squeeze_cross.mode,
         weight: m.squeeze_cross.weight,
+        statistic: m.squeeze_cross.statistic,
         squeezed: features.map((f) => f.squeezed ?? null),
       };
     }

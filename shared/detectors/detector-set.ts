@@ -58,8 +58,12 @@ import {
 } from './signals.js';
 import { CROSS_REGRESSION_DEFAULT_RIDGE, CrossRegression, checkRidge, type CrossRegressionState, type SqueezeCrossStatistic } from './cross-regression.js';
 
-/** The squeeze_cross statistic new detector sets are trained with (see CrossRegression.scoreSqueezed). */
-const SQUEEZE_CROSS_STATISTIC: SqueezeCrossStatistic = 'direction';
+/**
+ * The squeeze_cross statistic by default (see CrossRegression.scoreSqueezed): 'residual'. The
+ * 'direction' one measured better on the red-team sets it was chosen with, but on fresh sets
+ * no better at 1% FPR and it blocks far fewer attacks (README, Measured).
+ */
+export const DEFAULT_SQUEEZE_CROSS_STATISTIC: SqueezeCrossStatistic = 'residual';
 import { SQUEEZE_NEIGHBOURS, SqueezeModel, type SqueezeModelState, type SqueezeReference } from './squeeze.js';
 import type { EmbeddingDetector, EmbeddingDetectorState } from './types.js';
 
@@ -130,7 +134,11 @@ export interface TrainOptions {
    * squeezed copies' primary embeddings (null where missing). Trains only when squeeze and
    * cross_regression do.
    */
-  squeezeCross?: ExpensiveSignalOptions & { squeezed: readonly (readonly Float32Array[] | null | undefined)[] };
+  squeezeCross?: ExpensiveSignalOptions & {
+    squeezed: readonly (readonly Float32Array[] | null | undefined)[];
+    /** Which statistic (default DEFAULT_SQUEEZE_CROSS_STATISTIC). */
+    statistic?: SqueezeCrossStatistic;
+  };
   fusion?: { method?: FusionMethod };
   /** The cheap-risk band in which `when_inconclusive` signals run (default 0.1–0.7). */
   tiering?: { band?: Partial<TierPolicy['band']> };
@@ -181,8 +189,8 @@ export interface DetectorSetParams {
   /** Absent in sets trained before the signal existed. */
   crossRegression?: { ridge: number } | null;
   /**
-   * Squeezed copies per item squeeze_cross expects, and its statistic (absent: 'residual', the
-   * sets trained before 'direction'). The whole field is absent in sets trained before the signal.
+   * Squeezed copies per item squeeze_cross expects, and its statistic (absent in sets trained
+   * before there was a choice: 'residual'). The whole field is absent in sets trained before the signal.
    */
   squeezeCross?: { copies: number; statistic?: SqueezeCrossStatistic } | null;
 }
@@ -723,6 +731,10 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
   }
   let squeezeCrossCopies = 0;
   const sc = options.squeezeCross;
+  const squeezeCrossStatistic = sc?.statistic ?? DEFAULT_SQUEEZE_CROSS_STATISTIC;
+  if (squeezeCrossStatistic !== 'residual' && squeezeCrossStatistic !== 'direction') {
+    throw new RangeError(`trainDetectorSet: squeeze_cross statistic must be residual or direction, got ${String(squeezeCrossStatistic)}`);
+  }
   if (sc && sc.enabled !== false && cfg.modes.squeeze_cross !== 'off') {
     if (!crossRegression || !crossEncoder || !squeezeModel) {
       expensiveStats.squeeze_cross = { n: 0, trained: false, note: 'needs squeeze and cross_regression trained' };
@@ -742,7 +754,7 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
           pos.map((j) => sc.squeezed[members[j]]!),
           pos.map((j) => { const ix = crossEncoder!.secondaryIndex; return ix.vectors.subarray(j * ix.dim, (j + 1) * ix.dim); }),
           pos,
-          SQUEEZE_CROSS_STATISTIC,
+          squeezeCrossStatistic,
         );
         const raw = new Float64Array(n).fill(NaN);
         pos.forEach((j, q) => { raw[members[j]] = scores[q]; });
@@ -839,7 +851,7 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
     squeeze: squeezeModel ? { featureNames: [...squeezeModel.features] } : null,
     crossEncoder: crossEncoder ? { encoderId: crossEncoder.secondaryEncoderId, params: { ...crossEncoder.params } } : null,
     crossRegression: crossRegression ? { ridge: crossRegression.ridge } : null,
-    squeezeCross: squeezeCrossCopies > 0 ? { copies: squeezeCrossCopies, statistic: SQUEEZE_CROSS_STATISTIC } : null,
+    squeezeCross: squeezeCrossCopies > 0 ? { copies: squeezeCrossCopies, statistic: squeezeCrossStatistic } : null,
   };
   return new DetectorSet(
     options.encoderId,
