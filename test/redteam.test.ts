@@ -314,6 +314,9 @@ test('CLI: bad flags exit 2 with the reason; a run writes its manifest and print
   const noTarget = await cli([photos[0], '--attack', 'spsa-pgd-targeted', '--eps', '8/255', '--out', work]);
   assert.equal(noTarget.code, 2);
   assert.match(noTarget.stderr, /needs --target FILE/);
+  const notQuery = await cli([photos[0], '--attack', 'typographic', '--adaptive', '--out', work]);
+  assert.equal(notQuery.code, 2);
+  assert.match(notQuery.stderr, /--adaptive applies to attacks that query the encoder/);
   const badEps = await cli([photos[0], '--attack', 'square', '--eps', 'lots', '--out', work]);
   assert.equal(badEps.code, 2);
   assert.match(badEps.stderr, /--eps: invalid eps 'lots'/);

@@ -9,6 +9,7 @@ import { CancelledError } from '../concurrency.js';
 import { CROSS_ENCODER_ARTIFACTS, openBackboneEncoder, openImageEncoder, type ImageEncoder } from '../encoders/index.js';
 import { squeezeParamsOf, SQUEEZE_DEFAULTS } from '../signals/squeeze.js';
 import { describeAdaptive, type AdaptiveOptions } from '../redteam/adaptive.js';
+import { QUERY_ATTACKS } from '../redteam/run.js';
 import { walkMedia } from '../ingest/walk.js';
 import {
   ATTACK_NAMES,
@@ -245,6 +246,9 @@ function parseRequest(argv: string[]): Request {
     } catch (err) {
       throw new UsageError(`--eps: ${(err as Error).message}`);
     }
+  }
+  if (values.adaptive && !QUERY_ATTACKS.includes(attack)) {
+    throw new UsageError(`--adaptive applies to attacks that query the encoder (${QUERY_ATTACKS.join(', ')}), not to '${attack}'`);
   }
   if (isTargeted(attack) && !values.target) {
     throw new UsageError(`'${attack}' needs --target FILE: the image whose embedding the attack pulls towards`);
