@@ -74,8 +74,6 @@ export interface ScanItem {
   ocr?: OcrFinding;
 }
 
-/** Secondary encoders for the cross-encoder signal: config name → built artifact. */
-
 export interface ScanReport {
   engine: EngineInfo;
   items: ScanItem[];

@@ -80,7 +80,6 @@ export function squeezeFeatureNames(p: Omit<SqueezeParams, 'squeezers'>): Record
   };
 }
 
-/** The selected squeezers, canonical order, no duplicates. */
 /** The squeezer parameters a configuration's transformation_consistency section asks for; null when it is off. */
 export function squeezeParamsOf(t: {
   mode: string;
@@ -102,6 +101,7 @@ export function squeezeParamsOf(t: {
   });
 }
 
+/** The selected squeezers, canonical order, no duplicates. */
 export function selectedSqueezers(p: SqueezeParams): SqueezerName[] {
   return SQUEEZER_NAMES.filter((s) => p.squeezers.includes(s));
 }
