@@ -57,6 +57,8 @@ import {
   type TierMode,
 } from './signals.js';
 import { CROSS_REGRESSION_DEFAULT_RIDGE, CrossRegression, checkRidge, type CrossRegressionState, type SqueezeCrossStatistic } from './cross-regression.js';
+import { SQUEEZE_NEIGHBOURS, SqueezeModel, type SqueezeModelState, type SqueezeReference } from './squeeze.js';
+import type { EmbeddingDetector, EmbeddingDetectorState } from './types.js';
 
 /**
  * The squeeze_cross statistic by default (see CrossRegression.scoreSqueezed): 'residual'. The
@@ -64,8 +66,6 @@ import { CROSS_REGRESSION_DEFAULT_RIDGE, CrossRegression, checkRidge, type Cross
  * no better at 1% FPR and it blocks far fewer attacks (README, Measured).
  */
 export const DEFAULT_SQUEEZE_CROSS_STATISTIC: SqueezeCrossStatistic = 'residual';
-import { SQUEEZE_NEIGHBOURS, SqueezeModel, type SqueezeModelState, type SqueezeReference } from './squeeze.js';
-import type { EmbeddingDetector, EmbeddingDetectorState } from './types.js';
 
 export const DETECTOR_SET_VERSION = 2;
 export const DEFAULT_MIN_SAMPLES = 50;
