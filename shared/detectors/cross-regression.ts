@@ -181,20 +181,7 @@ export class CrossRegression {
    * baseline member (scored leave-one-out), else −1 or undefined.
    */
   score(primary: readonly Float32Array[], secondary: readonly Float32Array[], self: readonly (number | null | undefined)[] = []): number[] {
-    if (primary.length !== secondary.length) throw new RangeError(`${NAME}: ${primary.length} primary but ${secondary.length} secondary embeddings`);
-    if (primary.length === 0) return [];
-    checkEmbeddings(primary, this.primaryDim, `${NAME}.score (primary)`);
-    checkEmbeddings(secondary, this.secondary.dim, `${NAME}.score (secondary)`);
-    const n = this.size;
-    const pred = new Float64Array(this.primaryDim);
-    const y = new Float64Array(this.primaryDim);
-    return primary.map((p, q) => {
-      this.predictInto(secondary[q], pred);
-      this.centreInto(p, y);
-      const me = self[q];
-      const h = me !== null && me !== undefined && me >= 0 && me < n ? this.leverage[me] : 0;
-      return residual(pred, y, h);
-    });
+    return this.scoreBoth(primary, secondary, self, null).residual;
   }
 
   /**
@@ -228,37 +215,64 @@ export class CrossRegression {
     statistic: SqueezeCrossStatistic = 'residual',
   ): number[] {
     if (squeezed.length !== primary.length) throw new RangeError(`${NAME}: ${squeezed.length} squeezed sets for ${primary.length} items`);
+    squeezed.forEach((copies, q) => {
+      if (!copies || copies.length === 0) throw new RangeError(`${NAME}.scoreSqueezed: item ${q} has no squeezed embeddings`);
+    });
+    return this.scoreBoth(primary, secondary, self, squeezed, statistic).squeezeCross as number[];
+  }
+
+  /**
+   * Both signals from one prediction per item (the prediction is most of the cost): the
+   * residual of every item, and the squeeze_cross statistic of the items with squeezed copies
+   * (null where `squeezed` is null or has none for the item).
+   */
+  scoreBoth(
+    primary: readonly Float32Array[],
+    secondary: readonly Float32Array[],
+    self: readonly (number | null | undefined)[],
+    squeezed: readonly (readonly Float32Array[] | null | undefined)[] | null,
+    statistic: SqueezeCrossStatistic = 'residual',
+  ): { residual: number[]; squeezeCross: (number | null)[] } {
     if (primary.length !== secondary.length) throw new RangeError(`${NAME}: ${primary.length} primary but ${secondary.length} secondary embeddings`);
+    if (squeezed && squeezed.length !== primary.length) throw new RangeError(`${NAME}: ${squeezed.length} squeezed sets for ${primary.length} items`);
     if (statistic !== 'direction' && statistic !== 'residual') throw new RangeError(`${NAME}: unknown squeeze_cross statistic ${String(statistic)}`);
-    if (primary.length === 0) return [];
-    checkEmbeddings(primary, this.primaryDim, `${NAME}.scoreSqueezed (primary)`);
-    checkEmbeddings(secondary, this.secondary.dim, `${NAME}.scoreSqueezed (secondary)`);
+    if (primary.length === 0) return { residual: [], squeezeCross: [] };
+    checkEmbeddings(primary, this.primaryDim, `${NAME}.score (primary)`);
+    checkEmbeddings(secondary, this.secondary.dim, `${NAME}.score (secondary)`);
     const n = this.size;
     const dp = this.primaryDim;
     const pred = new Float64Array(dp);
     const y = new Float64Array(dp);
     const z = new Float64Array(dp);
-    return primary.map((p, q) => {
-      const copies = squeezed[q];
-      if (!copies || copies.length === 0) throw new RangeError(`${NAME}.scoreSqueezed: item ${q} has no squeezed embeddings`);
-      checkEmbeddings(copies, dp, `${NAME}.scoreSqueezed (squeezed)`);
+    const residuals: number[] = [];
+    const squeezeCross: (number | null)[] = [];
+    primary.forEach((p, q) => {
       this.predictInto(secondary[q], pred);
       this.centreInto(p, y);
       const me = self[q];
       const h = me !== null && me !== undefined && me >= 0 && me < n ? this.leverage[me] : 0;
-      // The (leave-one-out) prediction, once: corrected with the ORIGINAL embedding.
+      const own = residual(pred, y, h);
+      residuals.push(own);
+      const copies = squeezed?.[q];
+      if (!copies || copies.length === 0) {
+        squeezeCross.push(null);
+        return;
+      }
+      checkEmbeddings(copies, dp, `${NAME}.scoreSqueezed (squeezed)`);
+      // The (leave-one-out) prediction, once: corrected with the ORIGINAL embedding, exactly
+      // as residual() corrects it for `own`.
       if (h > 0) {
         const scale = 1 / (1 - h);
         for (let t = 0; t < dp; t++) pred[t] = (pred[t] - h * y[t]) * scale;
       }
       if (statistic === 'residual') {
-        const own = residual(pred, y, 0);
         let sum = 0;
         for (const c of copies) {
           this.centreInto(c, z);
           sum += residual(pred, z, 0);
         }
-        return own - sum / copies.length;
+        squeezeCross.push(own - sum / copies.length);
+        return;
       }
       // ŷ − y into pred; each copy's step z_j − y into z.
       for (let t = 0; t < dp; t++) pred[t] -= y[t];
@@ -268,8 +282,9 @@ export class CrossRegression {
         for (let t = 0; t < dp; t++) z[t] -= y[t];
         sum += 1 - cosineDistance(z, pred); // a copy that did not move (z = y) counts as 0
       }
-      return sum / copies.length;
+      squeezeCross.push(sum / copies.length);
     });
+    return { residual: residuals, squeezeCross };
   }
 
   /** ŷ(s) = Σ_j k_j(s) α_j into `pred`. */

@@ -489,22 +489,24 @@ export class DetectorSet {
     };
     const reg = this.crossRegression;
     if (reg) {
+      // One prediction per item serves cross_regression and squeeze_cross.
       const idx = secondaryIdx;
-      const scores = idx.length > 0 ? reg.score(idx.map((i) => X[i]), idx.map((i) => features[i]!.secondary!), idx.map(memberPosition)) : [];
-      out.cross_regression = X.map(() => null);
-      idx.forEach((i, j) => {
-        out.cross_regression![i] = scores[j];
-      });
-    }
-    const copies = this.params.squeezeCross?.copies ?? 0;
-    if (reg && copies > 0 && this.expensiveSignals.includes('squeeze_cross')) {
-      const idx = secondaryIdx.filter((i) => features[i]!.squeezed?.length === copies);
+      const copies = this.params.squeezeCross?.copies ?? 0;
+      const wantCopies = copies > 0 && this.expensiveSignals.includes('squeeze_cross');
       const scores = idx.length > 0
-        ? reg.scoreSqueezed(idx.map((i) => X[i]), idx.map((i) => features[i]!.squeezed!), idx.map((i) => features[i]!.secondary!), idx.map(memberPosition), this.params.squeezeCross?.statistic ?? 'residual')
-        : [];
-      out.squeeze_cross = X.map(() => null);
+        ? reg.scoreBoth(
+          idx.map((i) => X[i]),
+          idx.map((i) => features[i]!.secondary!),
+          idx.map(memberPosition),
+          wantCopies ? idx.map((i) => (features[i]!.squeezed?.length === copies ? features[i]!.squeezed : null)) : null,
+          this.params.squeezeCross?.statistic ?? 'residual',
+        )
+        : { residual: [], squeezeCross: [] };
+      out.cross_regression = X.map(() => null);
+      if (wantCopies) out.squeeze_cross = X.map(() => null);
       idx.forEach((i, j) => {
-        out.squeeze_cross![i] = scores[j];
+        out.cross_regression![i] = scores.residual[j];
+        if (wantCopies) out.squeeze_cross![i] = scores.squeezeCross[j];
       });
     }
     if (cross) {
