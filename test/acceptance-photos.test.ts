@@ -8,26 +8,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Engine } from '../electron/engine/engine.js';
-import { walkMedia } from '../electron/engine/ingest/walk.js';
 import { defaultConfig } from '../shared/config.js';
-import { byGroup, isHeldOut } from './helpers/acceptance.js';
+import { byGroup, isHeldOut, listMedia } from './helpers/acceptance.js';
 import { repoRoot, sharedData } from './helpers/repo-root.js';
 
 const photos = sharedData('images');
 const unusual = sharedData('unusual');
-
-async function list(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const f of walkMedia([dir])) if (!f.error) out.push(f.path);
-  return out;
-}
 
 test('unseen photos: block <= 1%, review <= 5%; unusual-but-legitimate rates reported', { timeout: 1_200_000 }, async (t) => {
   if (!fs.existsSync(photos)) {
     t.skip(`shared data not found at ${photos}`);
     return;
   }
-  const all = await list(photos);
+  const all = await listMedia(photos);
   const train = all.filter((f) => !isHeldOut(f));
   const heldOut = all.filter(isHeldOut);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parallax-accept-'));

@@ -247,9 +247,13 @@ test('spdInverse: inverts a symmetric positive-definite matrix and rejects an in
   assert.throws(() => spdInverse(Float64Array.from([1, 2, 2, 1]), 2), /not positive definite/);
 });
 
-test('cross regression: leave-one-out scores equal a refit without the item; a primary-only move raises the residual', () => {
-  // Secondary: 16-d; primary: a fixed linear image of it plus a little noise, so the map is learnable.
-  const rng = mulberry32(12);
+/**
+ * Secondary: 16-d; primary: a fixed linear image of it plus a little noise, so the map is
+ * learnable. 120 baseline pairs; `pair` draws more from the same stream; `index` builds the
+ * cross encoder's secondary index over any rows.
+ */
+function linearPairs(seed: number) {
+  const rng = mulberry32(seed);
   const M = Array.from({ length: 10 * 16 }, () => normal(rng));
   const pair = () => {
     const s = normaliseInPlace(Float32Array.from({ length: 16 }, (_, i) => (i < 6 ? normal(rng) : normal(rng) * 0.2) + (i === 0 ? 2 : 0)));
@@ -258,6 +262,11 @@ test('cross regression: leave-one-out scores equal a refit without the item; a p
   };
   const base = Array.from({ length: 120 }, pair);
   const index = (rows: Float32Array[]) => CrossEncoderDetector.fit(rows.map((_, i) => base[i % base.length].p), rows, rows.map((_, i) => i), 'synthetic-2', { k: 5 }).secondaryIndex;
+  return { rng, pair, base, index };
+}
+
+test('cross regression: leave-one-out scores equal a refit without the item; a primary-only move raises the residual', () => {
+  const { pair, base, index } = linearPairs(12);
   const { model, looRaw } = CrossRegression.fit(index(base.map((b) => b.s)), base.map((b) => b.p), 0.03);
   // Exact LOO up to the centring means (which still include the item): refit without item 0.
   const rest = base.slice(1);
@@ -329,16 +338,8 @@ test('cross regression in a detector set: trained only with the cross encoder, f
 
 for (const statistic of ['direction', 'residual'] as const) {
   test(`squeeze_cross statistic '${statistic}': 0 for copies equal to the item, leave-one-out for members, large when squeezing moves back towards the prediction`, () => {
-    const rng = mulberry32(31);
-    const M = Array.from({ length: 10 * 16 }, () => normal(rng));
-    const pair = () => {
-      const s = normaliseInPlace(Float32Array.from({ length: 16 }, (_, i) => (i < 6 ? normal(rng) : normal(rng) * 0.2) + (i === 0 ? 2 : 0)));
-      const p = normaliseInPlace(Float32Array.from({ length: 10 }, (_, r) => s.reduce((acc, v, c) => acc + M[r * 16 + c] * v, 0) + normal(rng) * 0.05));
-      return { s, p };
-    };
+    const { rng, pair, base, index } = linearPairs(31);
     const jitter = (p: Float32Array, sd: number) => normaliseInPlace(Float32Array.from(p, (v) => v + normal(rng) * sd));
-    const base = Array.from({ length: 120 }, pair);
-    const index = (rows: Float32Array[]) => CrossEncoderDetector.fit(rows.map((_, i) => base[i % base.length].p), rows, rows.map((_, i) => i), 'synthetic-2', { k: 5 }).secondaryIndex;
     const { model, looRaw } = CrossRegression.fit(index(base.map((b) => b.s)), base.map((b) => b.p), 0.03);
     const score = (m: CrossRegression, p: Float32Array[], q: Float32Array[][], s: Float32Array[], self: number[] = []) => m.scoreSqueezed(p, q, s, self, statistic);
     // Copies identical to the item: no step at all (direction), or the same residual (residual).

@@ -8,19 +8,13 @@ import { test } from 'node:test';
 import sharp from 'sharp';
 import { Engine, type ItemError, type ScanItem } from '../electron/engine/engine.js';
 import { MediaLibrary } from '../electron/engine/workbench/media.js';
-import { walkMedia } from '../electron/engine/ingest/walk.js';
 import { pcm16Wav, ultrasonicCarrier } from '../electron/engine/redteam/audio.js';
 import { ConfigError, defaultConfig, parseConfig, validateConfig, type ParallaxConfig } from '../shared/config.js';
 import { sharedData } from './helpers/repo-root.js';
+import { listMedia } from './helpers/acceptance.js';
 
 const audioDir = sharedData('audio');
 const photos = sharedData('images');
-
-async function list(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const f of walkMedia([dir])) if (!f.error) out.push(f.path);
-  return out;
-}
 
 function fastConfig(audio: Record<string, unknown> = {}): ParallaxConfig {
   return validateConfig({
@@ -49,8 +43,8 @@ test('a baseline with photos and audio trains one detector set per modality; sca
     t.skip('shared data not found');
     return;
   }
-  const images = await list(path.join(photos, 'coco2017_samples'));
-  const clips = await list(path.join(audioDir, 'speech_fsdd_digits'));
+  const images = await listMedia(path.join(photos, 'coco2017_samples'));
+  const clips = await listMedia(path.join(audioDir, 'speech_fsdd_digits'));
   const baselineClips = clips.slice(0, 80);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parallax-engine-audio-'));
   const engine = await Engine.open({ dataDir, config: fastConfig({ max_seconds: 5 }) });
@@ -126,14 +120,14 @@ test('an audio-only baseline scans audio and names images it cannot judge', { ti
     t.skip('shared data not found');
     return;
   }
-  const clips = await list(path.join(audioDir, 'speech_fsdd_digits'));
+  const clips = await listMedia(path.join(audioDir, 'speech_fsdd_digits'));
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parallax-engine-audio-'));
   const engine = await Engine.open({ dataDir, config: fastConfig() });
   try {
     await engine.addToBaseline(clips.slice(0, 60));
     const trained = await engine.train();
     assert.deepEqual(trained.sets?.map((s) => s.modality), ['audio']);
-    const photo = (await list(path.join(photos, 'library_sample_photos')))[0];
+    const photo = (await listMedia(path.join(photos, 'library_sample_photos')))[0];
     const report = await engine.scan([clips[70], photo]);
     assert.equal(report.items.length, 1);
     assert.equal(report.items[0].modality, 'audio');

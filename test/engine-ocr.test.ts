@@ -8,16 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Engine, type ScanItem } from '../electron/engine/engine.js';
-import { walkMedia } from '../electron/engine/ingest/walk.js';
 import { runRedteam } from '../electron/engine/redteam/index.js';
 import { defaultConfig, validateConfig } from '../shared/config.js';
 import { repoRoot, sharedData } from './helpers/repo-root.js';
-
-async function list(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const f of walkMedia([dir])) if (!f.error) out.push(f.path);
-  return out;
-}
+import { listMedia } from './helpers/acceptance.js';
 
 test('OCR is opt-in', () => {
   assert.equal(defaultConfig().embedding_anomaly_detection.ocr.enabled, false);
@@ -30,7 +24,7 @@ test('OCR signal: typographic injections caught, screenshots and charts not (TPR
     t.skip('shared data not found');
     return;
   }
-  const photos = await list(photosDir);
+  const photos = await listMedia(photosDir);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parallax-engine-ocr-'));
   const config = validateConfig({
     embedding_anomaly_detection: {
@@ -47,8 +41,8 @@ test('OCR signal: typographic injections caught, screenshots and charts not (TPR
     const m = await runRedteam({ files: photos.slice(100, 140), attack: 'typographic', eps: 0, out: attackedDir, encoder: await engine.encoder(), seed: 3 });
     assert.equal(m.errors.length, 0);
     const injected = await engine.scan([attackedDir]);
-    const screenshots = (await list(sharedData('unusual', 'screenshots_gimp_help'))).filter((_, i) => i % 2 === 0);
-    const charts = (await list(sharedData('unusual', 'charts_vega_lite'))).filter((_, i) => i % 2 === 0);
+    const screenshots = (await listMedia(sharedData('unusual', 'screenshots_gimp_help'))).filter((_, i) => i % 2 === 0);
+    const charts = (await listMedia(sharedData('unusual', 'charts_vega_lite'))).filter((_, i) => i % 2 === 0);
     const benign = await engine.scan([...screenshots, ...charts]);
     const plain = await engine.scan(photos.slice(140, 160));
     assert.deepEqual([...injected.errors, ...benign.errors, ...plain.errors], []);

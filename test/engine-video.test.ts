@@ -8,33 +8,27 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Engine, type ScanItem } from '../electron/engine/engine.js';
-import { walkMedia } from '../electron/engine/ingest/walk.js';
 import { validateConfig } from '../shared/config.js';
 import { mulberry32 } from '../shared/math/rng.js';
 import { randomSignNoise, readFrames, writeVideo } from './fixtures/media-video.js';
 import { sharedData } from './helpers/repo-root.js';
+import { listMedia } from './helpers/acceptance.js';
 
 const videoDir = sharedData('video');
-
-async function list(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const f of walkMedia([dir])) if (!f.error) out.push(f.path);
-  return out;
-}
 
 test('one verdict per video; a doctored frame is flagged and named; clean videos pass', { timeout: 900_000 }, async (t) => {
   if (!fs.existsSync(videoDir)) {
     t.skip('shared data not found');
     return;
   }
-  const videos = (await list(videoDir)).filter((f) => f.endsWith('.mp4'));
+  const videos = (await listMedia(videoDir)).filter((f) => f.endsWith('.mp4'));
   // The temporal calibration pools frame statistics over the baseline's videos; the shared
   // set has only 12, so all of them calibrate it (as in video.test.ts), and they are scanned
   // back as the clean side with a clean re-encode the baseline has not seen. With 9 of them
   // the triplet test's tail is fitted on too few triplets to block this frame (README, Video).
   const heldOut = videos;
-  const photos = (await list(sharedData('images', 'coco2017_samples'))).slice(0, 120);
-  const clips = (await list(sharedData('audio', 'speech_fsdd_digits'))).slice(0, 60);
+  const photos = (await listMedia(sharedData('images', 'coco2017_samples'))).slice(0, 120);
+  const clips = (await listMedia(sharedData('audio', 'speech_fsdd_digits'))).slice(0, 60);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parallax-engine-video-'));
   const config = validateConfig({
     embedding_anomaly_detection: {

@@ -186,7 +186,7 @@ test('adaptive spsa-pgd-targeted: queries the primary, squeezed and cross-encode
     const copies = [];
     for (const name of ['median', 'jpeg', 'resize'] as const) copies.push((await squeeze(name, x, 224, 224, SQUEEZE_DEFAULTS))[0]);
     const prim = await encoder.embedPixels(concat(x, ...copies), 4);
-    const x299 = await resizeForEncoder({ ...(await readAndDecodeImage(photos[0])), rgb: Buffer.from(toBytes(x)), width: 224, height: 224 }, 299, 299);
+    const x299 = await resizeForEncoder({ rgb: toBytes(x), width: 224, height: 224 }, 299, 299);
     const [inc] = await secondary.embedPixels(x299, 1);
     const expected = concatUnitBlocks([[prim[0], 1], [prim[1], 1 / Math.sqrt(3)], [prim[2], 1 / Math.sqrt(3)], [prim[3], 1 / Math.sqrt(3)], [inc, 1]]);
     assert.equal(view.length, 1280 * 4 + 2048);

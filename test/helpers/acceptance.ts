@@ -1,6 +1,9 @@
-// What the acceptance tests share: the held-out split and the per-folder tally.
+// What the acceptance and shared-data tests share: the held-out split, the per-folder tally,
+// and listing a data folder.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+
+import { walkMedia } from '../../electron/engine/ingest/walk.js';
 
 /**
  * Deterministic split by file name, independent of directory order: a quarter of the files
@@ -21,4 +24,11 @@ export function byGroup(items: { path: string | null; decision: string }[]): Rec
     if (it.decision === 'block') groups[g].block++;
   }
   return groups;
+}
+
+/** Every readable media file under `dir`, in walk order (unreadable ones are left out). */
+export async function listMedia(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const f of walkMedia([dir])) if (!f.error) out.push(f.path);
+  return out;
 }
