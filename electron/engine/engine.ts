@@ -20,7 +20,7 @@ import type { ExpensiveSignalName, TierMode } from '../../shared/detectors/signa
 import { BruteForceIndex } from '../../shared/math/vector-index.js';
 import type { Decision, Modality, Neighbour, SignalResult } from '../../shared/types.js';
 import { CancelledError, mapOrdered, throwIfAborted } from './concurrency.js';
-import { CROSS_ENCODER_ARTIFACTS, openBackboneEncoder, openImageEncoder, type ImageEncoder } from './encoders/index.js';
+import { CROSS_ENCODER_ARTIFACTS, openCrossEncoder, openImageEncoder, type ImageEncoder } from './encoders/index.js';
 import { manifestPathFor, readModelManifest } from './encoders/manifest.js';
 import { defaultModelDir } from './encoders/paths.js';
 import { decodeImage, IngestError, resizeForEncoder, type IngestLimits } from './ingest/image.js';
@@ -247,12 +247,13 @@ export class Engine {
   /** The cross-encoder signal's secondary encoder, opened on first use (it is ~90 MB). */
   secondaryEncoder(): Promise<ImageEncoder> {
     if (!this.secondaryPromise) {
-      const c = this.cfg.detection_methods.cross_encoder;
       const m = this.cfg.embedding_model;
-      const artifact = CROSS_ENCODER_ARTIFACTS[c.model];
-      this.secondaryPromise = artifact
-        ? openBackboneEncoder(artifact, { device: m.device, batchSize: Math.min(m.batch_size, 16), threads: m.threads, modelDir: this.modelDir })
-        : Promise.reject(new Error(`cross encoder ${c.model} is not available (available: ${Object.keys(CROSS_ENCODER_ARTIFACTS).join(', ')})`));
+      this.secondaryPromise = openCrossEncoder(this.cfg.detection_methods.cross_encoder.model, {
+        device: m.device,
+        batchSize: m.batch_size,
+        threads: m.threads,
+        modelDir: this.modelDir,
+      });
       this.secondaryPromise.catch(() => {
         this.secondaryPromise = null;
       });

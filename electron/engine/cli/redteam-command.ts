@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ParallaxConfig } from '../../../shared/config.js';
 import { CancelledError } from '../concurrency.js';
-import { CROSS_ENCODER_ARTIFACTS, openBackboneEncoder, openImageEncoder, type ImageEncoder } from '../encoders/index.js';
+import { openCrossEncoder, openImageEncoder, type ImageEncoder } from '../encoders/index.js';
 import { squeezeParamsOf, SQUEEZE_DEFAULTS } from '../signals/squeeze.js';
 import { describeAdaptive, type AdaptiveOptions } from '../redteam/adaptive.js';
 import { QUERY_ATTACKS } from '../redteam/run.js';
@@ -126,9 +126,7 @@ export async function redteamCommand(argv: string[], ctx: RedteamCommandContext)
       const methods = ctx.config.embedding_anomaly_detection.detection_methods;
       const squeeze = squeezeParamsOf(methods.transformation_consistency);
       if (methods.cross_encoder.mode !== 'off') {
-        const artifact = CROSS_ENCODER_ARTIFACTS[methods.cross_encoder.model];
-        if (!artifact) throw new RedteamInputError(`cross encoder ${methods.cross_encoder.model} is not available`);
-        secondary = await openBackboneEncoder(artifact, { device: model.device, batchSize: Math.min(model.batch_size, 16), threads: model.threads });
+        secondary = await openCrossEncoder(methods.cross_encoder.model, { device: model.device, batchSize: model.batch_size, threads: model.threads });
       }
       if (!squeeze && !secondary) throw new RedteamInputError('--adaptive: transformation_consistency and cross_encoder are both off, so there is nothing to adapt to');
       adaptive = { squeeze: squeeze ?? { ...SQUEEZE_DEFAULTS, squeezers: [] }, secondary };

@@ -1,5 +1,5 @@
 // Public entry point of the encoders package: pick and open an image encoder from configuration.
-import { openMobileNetEncoder } from './mobilenet.js';
+import { openBackboneEncoder, openMobileNetEncoder } from './mobilenet.js';
 import type { ImageEncoder } from './encoder.js';
 import type { EncoderDevice } from './providers.js';
 
@@ -12,6 +12,16 @@ export { defaultModelDir } from './paths.js';
 
 /** Cross encoders (the cross_encoder signal's second opinion) by config name → built artifact. */
 export const CROSS_ENCODER_ARTIFACTS: Readonly<Record<string, string>> = Object.freeze({ inception_v3: 'inception_v3_backbone' });
+
+/** Opens the cross encoder a configuration names (batches of at most 16: it is ~9× the primary's work per image). */
+export function openCrossEncoder(
+  name: string,
+  options: { device: EncoderDevice; batchSize: number; threads?: number; modelDir?: string },
+): Promise<ImageEncoder> {
+  const artifact = CROSS_ENCODER_ARTIFACTS[name];
+  if (!artifact) return Promise.reject(new Error(`cross encoder ${name} is not available (available: ${Object.keys(CROSS_ENCODER_ARTIFACTS).join(', ')})`));
+  return openBackboneEncoder(artifact, { device: options.device, batchSize: Math.min(options.batchSize, 16), threads: options.threads, modelDir: options.modelDir });
+}
 
 export interface ImageEncoderConfig {
   /** 'mobilenet_v2' (built in), or the path of a folder holding a CLIP model (not implemented yet). */

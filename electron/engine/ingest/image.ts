@@ -118,7 +118,7 @@ export async function decodeImage(bytes: Uint8Array, limits: IngestLimits = DEFA
  * than 2×, libvips box-averages first and then applies the kernel, so large reductions are
  * antialiased, much like PIL's BILINEAR resize (and unlike torch's non-antialiased bilinear).
  */
-export async function resizeForEncoder(img: DecodedImage, width: number, height: number): Promise<Float32Array> {
+export async function resizeForEncoder(img: Pick<DecodedImage, 'rgb' | 'width' | 'height'>, width: number, height: number): Promise<Float32Array> {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) {
     throw new RangeError(`resizeForEncoder: target size must be positive integers, got ${width}×${height}`);
   }

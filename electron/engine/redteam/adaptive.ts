@@ -20,17 +20,13 @@
 // The price is queries: each costs 1 + m primary passes and one cross-encoder pass (about 13
 // MobileNetV2 passes' worth with InceptionV3 on CPU).
 
-import sharp from 'sharp';
-
 import type { ImageEncoder } from '../encoders/encoder.js';
-import { squeeze, type SqueezeParams, type SqueezerName } from '../signals/squeeze.js';
+import { resizeForEncoder } from '../ingest/image.js';
+import { crossSqueezers, squeeze, type SqueezeParams } from '../signals/squeeze.js';
 import { toBytes, type Forward, type ImageSize } from './pixels.js';
 
-/** The single-copy squeezers the adaptive forward pass folds in (those squeeze_cross uses). */
-export const ADAPTIVE_SQUEEZERS: readonly SqueezerName[] = ['median', 'jpeg', 'resize'];
-
 export interface AdaptiveOptions {
-  /** The squeezers' parameters (the detector's own); which run is ADAPTIVE_SQUEEZERS ∩ squeezers. */
+  /** The squeezers' parameters (the detector's own); the median/JPEG/resize ones among them run. */
   squeeze: SqueezeParams;
   /** The cross encoder, or null to leave it out of the loop. */
   secondary: ImageEncoder | null;
@@ -38,23 +34,19 @@ export interface AdaptiveOptions {
 
 /** What the manifest records about an adaptive run. */
 export function describeAdaptive(opts: AdaptiveOptions): string {
-  const parts = ['primary', ...adaptiveSqueezers(opts.squeeze).map((s) => `squeeze:${s}`)];
+  const parts = ['primary', ...crossSqueezers(opts.squeeze).map((s) => `squeeze:${s}`)];
   if (opts.secondary) parts.push(`cross:${opts.secondary.id}`);
   return parts.join('+');
 }
 
-export function adaptiveSqueezers(p: SqueezeParams): SqueezerName[] {
-  return ADAPTIVE_SQUEEZERS.filter((s) => p.squeezers.includes(s));
-}
-
 /** Primary passes plus cross-encoder passes one adaptive query costs. */
 export function adaptiveCost(opts: AdaptiveOptions): { primary: number; secondary: number } {
-  return { primary: 1 + adaptiveSqueezers(opts.squeeze).length, secondary: opts.secondary ? 1 : 0 };
+  return { primary: 1 + crossSqueezers(opts.squeeze).length, secondary: opts.secondary ? 1 : 0 };
 }
 
 /** The forward pass an adaptive attack queries (see the header); `size` is the primary encoder's input. */
 export function adaptiveForward(primary: ImageEncoder, size: ImageSize, opts: AdaptiveOptions): Forward {
-  const squeezers = adaptiveSqueezers(opts.squeeze);
+  const squeezers = crossSqueezers(opts.squeeze);
   const m = squeezers.length;
   const copyWeight = m > 0 ? 1 / Math.sqrt(m) : 0;
   const per = size.width * size.height * 3;
@@ -75,7 +67,11 @@ export function adaptiveForward(primary: ImageEncoder, size: ImageSize, opts: Ad
       const { width, height } = opts.secondary.inputSize;
       const per2 = width * height * 3;
       const b2 = new Float32Array(n * per2);
-      for (let i = 0; i < n; i++) b2.set(await resizeLikeScan(pixels.subarray(i * per, (i + 1) * per), size, opts.secondary.inputSize), i * per2);
+      for (let i = 0; i < n; i++) {
+        // What a scan of the written PNG feeds the cross encoder: the uint8 image, resized by ingest.
+        const rgb = toBytes(pixels.subarray(i * per, (i + 1) * per));
+        b2.set(await resizeForEncoder({ rgb, width: size.width, height: size.height }, width, height), i * per2);
+      }
       cross = await opts.secondary.embedPixels(b2, n);
     }
     return Array.from({ length: n }, (_, i) => {
@@ -103,19 +99,5 @@ export function concatUnitBlocks(blocks: readonly [Float32Array, number][]): Flo
     for (let t = 0; t < b.length; t++) out[o + t] = b[t] * k;
     o += b.length;
   }
-  return out;
-}
-
-/**
- * The cross encoder's input as a scan of the written PNG produces it: the image on the uint8
- * grid (what the PNG holds), resized with the same kernel as ingest's resizeForEncoder.
- */
-async function resizeLikeScan(pixels: Float32Array, from: ImageSize, to: ImageSize): Promise<Float32Array> {
-  const resized = await sharp(toBytes(pixels), { raw: { width: from.width, height: from.height, channels: 3 } })
-    .resize(to.width, to.height, { fit: 'fill', kernel: 'linear' })
-    .raw()
-    .toBuffer();
-  const out = new Float32Array(resized.length);
-  for (let i = 0; i < resized.length; i++) out[i] = resized[i] / 255;
   return out;
 }
