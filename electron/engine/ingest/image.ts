@@ -134,6 +134,25 @@ export async function resizeForEncoder(img: Pick<DecodedImage, 'rgb' | 'width' |
   return out;
 }
 
+/**
+ * Encoder-input tensor → bytes, the inverse of the b / 255 above: each value rounded to the
+ * nearest grey level and clamped to [0, 255] (NaN becomes 0).
+ */
+export function toBytes(pixels: Float32Array): Uint8Array {
+  const out = new Uint8Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) out[i] = Math.min(255, Math.max(0, Math.round(pixels[i] * 255)));
+  return out;
+}
+
+/**
+ * Bytes → encoder-input tensor. Math.fround(b / 255) is exactly what resizeForEncoder stores,
+ * so an image saved as PNG and read again is bit-identical.
+ */
+export function fromBytes(bytes: Uint8Array, out = new Float32Array(bytes.length)): Float32Array {
+  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i] / 255;
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 function checkSize(size: number, limits: IngestLimits): void {

@@ -6,7 +6,11 @@
 // eps = 0.0314 (8.007 levels) also allows ±8, never a ninth level that rounding would sneak in.
 
 import { CancelledError } from '../concurrency.js';
+import { fromBytes, toBytes } from '../ingest/image.js';
 import type { Rng } from '../../../shared/types.js';
+
+// The float ↔ uint8 conversions are ingest's (the b / 255 of resizeForEncoder); attacks use them too.
+export { fromBytes, toBytes };
 
 /** The encoder's forward pass: n images (NHWC float32 in [0,1]) → n unit-length embeddings. */
 export type Forward = (pixels: Float32Array, n: number) => Promise<Float32Array[]>;
@@ -85,22 +89,6 @@ export function epsLevels(eps: number): number {
     );
   }
   return levels;
-}
-
-/** Float tensor on the grid → bytes. Values off the grid are rounded (nearest level). */
-export function toBytes(pixels: Float32Array): Uint8Array {
-  const out = new Uint8Array(pixels.length);
-  for (let i = 0; i < pixels.length; i++) out[i] = Math.min(255, Math.max(0, Math.round(pixels[i] * 255)));
-  return out;
-}
-
-/**
- * Bytes → float tensor. Math.fround(b / 255) is exactly what resizeForEncoder produces when it
- * stores b / 255 in a Float32Array, so a saved-and-reloaded image is bit-identical.
- */
-export function fromBytes(bytes: Uint8Array, out = new Float32Array(bytes.length)): Float32Array {
-  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i] / 255;
-  return out;
 }
 
 /** Rounds onto the uint8 grid (the same values a PNG round trip gives). */

@@ -12,6 +12,7 @@ import sharp from 'sharp';
 
 import { cosineDistance } from '../../../shared/math/vector.js';
 import type { ImageEncoder } from '../encoders/index.js';
+import { fromBytes, toBytes } from '../ingest/image.js';
 
 /** Bumps whenever a squeezer changes what it computes: stored feature names carry it. */
 export const SQUEEZE_VERSION = 1;
@@ -177,18 +178,6 @@ function quickSelect(a: Float32Array, k: number): number {
     else return a[k];
   }
   return a[k];
-}
-
-function toBytes(pixels: Float32Array): Buffer {
-  const bytes = Buffer.alloc(pixels.length);
-  for (let i = 0; i < pixels.length; i++) bytes[i] = Math.round(Math.min(1, Math.max(0, pixels[i])) * 255);
-  return bytes;
-}
-
-function fromBytes(bytes: Uint8Array): Float32Array {
-  const out = new Float32Array(bytes.length);
-  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i] / 255;
-  return out;
 }
 
 export async function jpegRoundTrip(pixels: Float32Array, width: number, height: number, quality: number): Promise<Float32Array> {
