@@ -459,3 +459,36 @@ test('squeeze_cross in a detector set: needs squeeze and cross_regression, runs 
   assert.ok(!legacy.allSignals.includes('squeeze_cross'));
   assert.ok(legacy.score(movedX.slice(0, 3), { features: movedFeatures.slice(0, 3) }).every((s) => s.signals.squeeze_cross === undefined));
 });
+
+test('patch_texture in a detector set: its calibration is the model, a value past the baseline gets a tiny p, off and unmeasured say so, survives serialisation', () => {
+  const { X, rng } = baselineWithFeatures(300, 31);
+  // Baseline values like photos' (grey levels, a long right tail); the tail fit carries p past the largest.
+  const values = X.map(() => 4 * Math.exp(normal(rng) * 0.6));
+  const common = { ...FAST, encoderId: 'synthetic' } satisfies Partial<TrainOptions>;
+  assert.throws(() => trainDetectorSet(X, { ...common, patchTexture: { values: values.slice(1) } }), /299 patch-texture values for 300/);
+  const few = trainDetectorSet(X, { ...common, minSamples: 50, patchTexture: { values: values.map((v, i) => (i < 40 ? v : null)) } });
+  assert.ok(!few.allSignals.includes('patch_texture'));
+  assert.match(few.stats.expensive.patch_texture!.note!, /only 40 baseline items have a patch-texture value/);
+  const set = trainDetectorSet(X, { ...common, patchTexture: { values, weight: 0.5 } });
+  assert.deepEqual(set.allSignals.slice(-1), ['patch_texture']);
+  assert.deepEqual(set.stats.expensive.patch_texture, { n: 300, trained: true });
+  const fresh = baselineWithFeatures(200, 62);
+  const freshValues = fresh.X.map(() => 4 * Math.exp(normal(fresh.rng) * 0.6));
+  const clean = set.score(fresh.X, { features: freshValues.map((texture) => ({ texture })) });
+  const pClean = clean.map((v) => v.signals.patch_texture!.p);
+  assert.ok(pClean.filter((p) => p < 0.05).length <= 20, `clean items with p < 0.05: ${pClean.filter((p) => p < 0.05).length}/200`);
+  // The raw value is what was measured: the signal is a calibration, nothing else.
+  clean.forEach((v, i) => close(v.signals.patch_texture!.raw, freshValues[i], 0, 'raw = measured value'));
+  const largest = Math.max(...values);
+  const patched = set.score(fresh.X.slice(0, 5), { features: [largest * 1.5, largest * 2, largest * 3, 150, 300].map((texture) => ({ texture })) });
+  const pPatched = patched.map((v) => v.signals.patch_texture!.p);
+  assert.ok(pPatched.every((p) => p < 1 / 301), `beyond the baseline, p below the conformal floor: ${pPatched}`);
+  assert.ok(pPatched[3] < 1e-6 && pPatched[4] < pPatched[3], `p keeps falling: ${pPatched}`);
+  assert.ok(patched[4].risk > clean.reduce((m, v) => Math.max(m, v.risk), 0), 'a patch-like value outranks every clean item');
+  const off = set.score(fresh.X.slice(0, 2), { features: [{ texture: 300 }, { texture: 300 }], policy: { modes: { patch_texture: 'off' } } });
+  assert.ok(off.every((s) => s.signals.patch_texture === undefined && s.tier.not_run.patch_texture !== undefined));
+  const unmeasured = set.score(fresh.X.slice(0, 2), { features: [{ texture: null }, {}] });
+  assert.ok(unmeasured.every((s) => s.tier.not_run.patch_texture === 'not measured'));
+  const restored = detectorSetFromJSON(JSON.parse(JSON.stringify(set.toJSON())));
+  assert.deepEqual(restored.score(fresh.X.slice(0, 5), { features: [largest * 1.5, largest * 2, largest * 3, 150, 300].map((texture) => ({ texture })) }), patched);
+});

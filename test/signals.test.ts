@@ -137,9 +137,9 @@ test('occlusion: a patch that dominates the embedding from one corner stands out
 
 test('baseline add stores the expensive features; a retrain needs no pixels', async () => {
   const names = (engine.store.db.prepare('SELECT DISTINCT name FROM item_features ORDER BY name').all() as { name: string }[]).map((r) => r.name);
-  assert.deepEqual(names, ['squeeze.v1.jpeg_75', 'squeeze.v1.median_2', 'squeeze.v1.occlusion_3', 'squeeze.v1.resize_0.75']);
+  assert.deepEqual(names, ['patch_texture.v1.chroma_window_max', 'squeeze.v1.jpeg_75', 'squeeze.v1.median_2', 'squeeze.v1.occlusion_3', 'squeeze.v1.resize_0.75']);
   const nFeatures = (engine.store.db.prepare('SELECT COUNT(*) AS n FROM item_features').get() as { n: number }).n;
-  assert.equal(nFeatures, 200);
+  assert.equal(nFeatures, 250);
   // The occlusion feature is a max/median ratio over the windows, so at least 1.
   const occ = engine.store.db.prepare("SELECT MIN(value) AS lo FROM item_features WHERE name = 'squeeze.v1.occlusion_3'").get() as { lo: number };
   assert.ok(occ.lo >= 1, `occlusion ratio ${occ.lo}`);
@@ -157,6 +157,7 @@ test('baseline add stores the expensive features; a retrain needs no pixels', as
     cross_encoder: { n: 50, trained: true },
     cross_regression: { n: 50, trained: true },
     squeeze_cross: { n: 50, trained: true },
+    patch_texture: { n: 50, trained: true },
   });
 });
 
@@ -213,15 +214,32 @@ test('tiers: squeeze always, the cross encoder only when the cheap tier is incon
   }
   const forced = await engine.scan([holdout], { tiers: { squeeze: 'off', cross_encoder: 'always', cross_regression: 'off' } });
   for (const it of forced.items) {
-    assert.deepEqual(it.tier!.ran, ['cross_encoder']);
+    assert.deepEqual(it.tier!.ran, ['cross_encoder', 'patch_texture'], 'patch_texture keeps its configured mode (always)');
     assert.equal(it.tier!.not_run.squeeze, 'off');
     assert.equal(it.signals.squeeze, undefined);
   }
   const all = await engine.scan([path.join(holdout, 'opencv__apple.jpg')], { allSignals: true });
-  assert.deepEqual(Object.keys(all.items[0].all_signals!).sort(), ['autoencoder', 'cluster', 'cross_encoder', 'cross_regression', 'isolation_forest', 'knn', 'lid', 'mahalanobis', 'squeeze', 'squeeze_cross']);
+  assert.deepEqual(Object.keys(all.items[0].all_signals!).sort(), ['autoencoder', 'cluster', 'cross_encoder', 'cross_regression', 'isolation_forest', 'knn', 'lid', 'mahalanobis', 'patch_texture', 'squeeze', 'squeeze_cross']);
   const bytes = fs.readFileSync(path.join(holdout, 'skimage__rocket.jpg'));
   const one = await engine.scanBytes(bytes, { name: 'rocket', tiers: { cross_encoder: 'always' } });
   assert.ok('tier' in one && one.tier!.ran.includes('cross_encoder'), 'in-memory items are measured from their bytes');
+});
+
+test('patch_texture: a 56-px square of free colours on a real photo is far beyond the baseline; the photo itself is not', async () => {
+  const { data, info } = await sharp(path.join(demo, 'holdout', 'mate-backgrounds__YellowFlower.jpg')).resize(224, 224, { fit: 'fill', kernel: 'linear' }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  assert.equal(info.channels, 3);
+  const rng = mulberry32(17);
+  const patched = Buffer.from(data);
+  for (let y = 150; y < 206; y++) for (let x = 20; x < 76; x++) for (let c = 0; c < 3; c++) patched[(y * 224 + x) * 3 + c] = Math.floor(rng() * 256);
+  const png = (raw: Buffer) => sharp(raw, { raw: { width: 224, height: 224, channels: 3 } }).png().toBuffer();
+  const clean = await engine.scanBytes(await png(data), { name: 'flower' });
+  const attacked = await engine.scanBytes(await png(patched), { name: 'flower-patched' });
+  assert.ok('signals' in clean && 'signals' in attacked);
+  const baselineMax = (engine.store.db.prepare("SELECT MAX(f.value) AS v FROM item_features f JOIN baseline_items b ON b.item_id = f.item_id WHERE f.name = 'patch_texture.v1.chroma_window_max'").get() as { v: number }).v;
+  assert.ok(attacked.signals.patch_texture!.raw > 2 * baselineMax, `patched ${attacked.signals.patch_texture!.raw}, baseline max ${baselineMax}`);
+  assert.ok(attacked.signals.patch_texture!.p < 1e-4, `patched p ${attacked.signals.patch_texture!.p}`);
+  assert.ok(clean.signals.patch_texture!.p > 0.01, `clean p ${clean.signals.patch_texture!.p} (raw ${clean.signals.patch_texture!.raw}, baseline max ${baselineMax})`);
+  assert.equal(attacked.decision, 'block');
 });
 
 test('parallax eval: per-signal, fused and reference metrics, per family, controls apart', async () => {

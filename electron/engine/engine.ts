@@ -298,11 +298,16 @@ export class Engine {
     return this.secondarySizeCache;
   }
 
+  private patchTextureEnabled(): boolean {
+    return this.cfg.detection_methods.patch_texture.mode !== 'off';
+  }
+
   /** `forBaseline`: baseline features are training data and are stored whatever the cache says. */
   private measurer(squeeze: SqueezeParams | null, cross: boolean, forBaseline = false): ExpensiveMeasurer {
     return new ExpensiveMeasurer(this.store, {
       squeeze,
       secondary: cross ? () => this.secondaryEncoder() : null,
+      texture: this.patchTextureEnabled(),
       limits: this.limits,
       persist: forBaseline || this.cfg.performance.cache_embeddings,
     });
@@ -315,12 +320,13 @@ export class Engine {
   private async measureBaselineItems(items: PreparedItem[], encoder: ImageEncoder): Promise<void> {
     const squeeze = this.configuredSqueeze();
     const cross = this.crossEncoderEnabled();
+    const texture = this.patchTextureEnabled();
     const good = items.filter((i) => !i.error && i.vector && !i.modality);
-    if ((!squeeze && !cross) || good.length === 0) return;
+    if ((!squeeze && !cross && !texture) || good.length === 0) return;
     const squeezed = !!squeeze && cross && this.cfg.detection_methods.squeeze_cross.mode !== 'off';
     await this.measurer(squeeze, cross, true).measure(
       good.map(toMeasureItem),
-      good.map(() => ({ squeeze: !!squeeze, secondary: cross, squeezed })),
+      good.map(() => ({ squeeze: !!squeeze, secondary: cross, squeezed, texture })),
       encoder,
     );
     for (const item of good) {
@@ -489,7 +495,7 @@ export class Engine {
     vectors: Float32Array[],
     encoder: ImageEncoder,
     opts: { onProgress?: ProgressFn; signal?: AbortSignal },
-  ): Promise<{ options: Pick<TrainOptions, 'squeeze' | 'crossEncoder' | 'crossRegression' | 'squeezeCross'>; squeeze: SqueezeParams | null; notes: string[] }> {
+  ): Promise<{ options: Pick<TrainOptions, 'squeeze' | 'crossEncoder' | 'crossRegression' | 'squeezeCross' | 'patchTexture'>; squeeze: SqueezeParams | null; notes: string[] }> {
     const squeeze = this.configuredSqueeze();
     const notes: string[] = [];
     let secondaryId: string | null = null;
@@ -500,14 +506,15 @@ export class Engine {
         notes.push(`cross_encoder not trained: ${describeError(err)}`);
       }
     }
-    if (!squeeze && !secondaryId) return { options: {}, squeeze, notes };
+    const texture = this.patchTextureEnabled();
+    if (!squeeze && !secondaryId && !texture) return { options: {}, squeeze, notes };
     const measurer = this.measurer(squeeze, !!secondaryId, true);
     const features: ItemFeatures[] = members.map((m) => measurer.cached(m, encoder.id, secondaryId));
     // squeeze_cross needs the squeezed copies' embeddings (kept since that signal exists).
     const wantSqueezed = !!squeeze && !!secondaryId && this.cfg.detection_methods.squeeze_cross.mode !== 'off' && !!measurer.squeezedIds(encoder.id);
     const missing = members
       .map((_, i) => i)
-      .filter((i) => (squeeze && !features[i].squeeze) || (secondaryId && !features[i].secondary) || (wantSqueezed && !features[i].squeezed));
+      .filter((i) => (squeeze && !features[i].squeeze) || (secondaryId && !features[i].secondary) || (wantSqueezed && !features[i].squeezed) || (texture && features[i].texture == null));
     const CHUNK = 32;
     let failed = 0;
     for (let start = 0; start < missing.length; start += CHUNK) {
@@ -519,6 +526,7 @@ export class Engine {
         squeeze: !!squeeze && !features[i].squeeze,
         secondary: !!secondaryId && !features[i].secondary,
         squeezed: wantSqueezed && !features[i].squeezed,
+        texture: texture && features[i].texture == null,
       }));
       const measured = await measurer.measure(items, needs, encoder);
       chunk.forEach((i, j) => {
@@ -526,13 +534,14 @@ export class Engine {
           squeeze: features[i].squeeze ?? measured.features[j].squeeze,
           secondary: features[i].secondary ?? measured.features[j].secondary,
           squeezed: features[i].squeezed ?? measured.features[j].squeezed,
+          texture: features[i].texture ?? measured.features[j].texture,
         };
         if (measured.notes[j]) failed++;
       });
     }
     if (failed > 0) notes.push(`${failed} baseline items could not be measured for the expensive signals (files moved or changed); they are left out of those signals' calibration`);
     const m = this.cfg.detection_methods;
-    const options: Pick<TrainOptions, 'squeeze' | 'crossEncoder' | 'crossRegression' | 'squeezeCross'> = {};
+    const options: Pick<TrainOptions, 'squeeze' | 'crossEncoder' | 'crossRegression' | 'squeezeCross' | 'patchTexture'> = {};
     if (squeeze) {
       options.squeeze = {
         mode: m.transformation_consistency.mode,
@@ -563,6 +572,13 @@ export class Engine {
         weight: m.squeeze_cross.weight,
         statistic: m.squeeze_cross.statistic,
         squeezed: features.map((f) => f.squeezed ?? null),
+      };
+    }
+    if (texture) {
+      options.patchTexture = {
+        mode: m.patch_texture.mode,
+        weight: m.patch_texture.weight,
+        values: features.map((f) => f.texture ?? null),
       };
     }
     return { options, squeeze, notes };
@@ -614,6 +630,7 @@ export class Engine {
         cross_encoder: overrides.cross_encoder ?? m.cross_encoder.mode,
         cross_regression: overrides.cross_regression ?? m.cross_regression.mode,
         squeeze_cross: overrides.squeeze_cross ?? m.squeeze_cross.mode,
+        patch_texture: overrides.patch_texture ?? m.patch_texture.mode,
       },
       band: { low: this.cfg.tiering.inconclusive_low, high: this.cfg.tiering.inconclusive_high },
     };
@@ -905,8 +922,9 @@ export class Engine {
       squeeze: !!squeeze && w.includes('squeeze'),
       secondary: !!crossEncoder && (w.includes('cross_encoder') || w.includes('cross_regression') || w.includes('squeeze_cross') || (squeezeNeedsSecondary && w.includes('squeeze'))),
       squeezed: !!squeeze && w.includes('squeeze_cross'),
+      texture: w.includes('patch_texture'),
     }));
-    if (!needs.some((n) => n.squeeze || n.secondary)) return items.map(() => ({}));
+    if (!needs.some((n) => n.squeeze || n.secondary || n.texture)) return items.map(() => ({}));
     const measurer = this.measurer(squeeze, !!crossEncoder);
     const { features } = await measurer.measure(items.map(toMeasureItem), needs, encoder);
     // A secondary encoder other than the one the set was trained with measures another space.
@@ -1060,8 +1078,8 @@ export class Engine {
       todo.forEach((t, i) => pixels.set(t.pixels!, i * size));
       try {
         const vectors = await encoder.embedPixels(pixels, todo.length);
-        // The squeeze signal re-encodes squeezed copies of these very pixels.
-        const keepPixels = this.configuredSqueeze() !== null;
+        // The squeeze signal re-encodes squeezed copies of these very pixels; patch_texture reads them.
+        const keepPixels = this.configuredSqueeze() !== null || this.patchTextureEnabled();
         this.store.transaction(() => {
           todo.forEach((t, i) => {
             t.vector = vectors[i];
@@ -1079,7 +1097,7 @@ export class Engine {
           } catch (inner) {
             t.error = { path: t.path ?? '<bytes>', reason: `encoder failed: ${describeError(inner)}`, code: 'encoder' };
           }
-          if (t.error || this.configuredSqueeze() === null) t.pixels = undefined;
+          if (t.error || (this.configuredSqueeze() === null && !this.patchTextureEnabled())) t.pixels = undefined;
         }
         void err;
       }

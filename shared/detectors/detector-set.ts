@@ -79,6 +79,8 @@ export const DEFAULT_EXTRA_WEIGHTS: Readonly<Record<'lid' | ExpensiveSignalName,
   cross_encoder: 1,
   cross_regression: 1,
   squeeze_cross: 1,
+  // Patches land far past every legitimate value; elsewhere the signal is noise (config.ts).
+  patch_texture: 0.1,
 });
 
 export interface SignalOptions<K extends CheapSignalName = CheapSignalName> {
@@ -97,6 +99,8 @@ export interface ItemFeatures {
   secondary?: Float32Array | null;
   /** The primary embeddings of the item's squeezed copies that squeeze_cross uses. */
   squeezed?: readonly Float32Array[] | null;
+  /** The item's patch-texture statistic (electron/engine/signals/texture.ts). */
+  texture?: number | null;
 }
 
 export interface ExpensiveSignalOptions {
@@ -139,6 +143,11 @@ export interface TrainOptions {
     /** Which statistic (default DEFAULT_SQUEEZE_CROSS_STATISTIC). */
     statistic?: SqueezeCrossStatistic;
   };
+  /**
+   * Patch texture: each baseline item's statistic (null where unmeasured). The statistic needs
+   * no model, so the signal is its calibration on the baseline.
+   */
+  patchTexture?: ExpensiveSignalOptions & { values: readonly (number | null | undefined)[] };
   fusion?: { method?: FusionMethod };
   /** The cheap-risk band in which `when_inconclusive` signals run (default 0.1–0.7). */
   tiering?: { band?: Partial<TierPolicy['band']> };
@@ -509,6 +518,9 @@ export class DetectorSet {
         if (wantCopies) out.squeeze_cross![i] = scores.squeezeCross[j];
       });
     }
+    if (this.expensiveSignals.includes('patch_texture')) {
+      out.patch_texture = features.map((f) => (typeof f?.texture === 'number' && Number.isFinite(f.texture) ? f.texture : null));
+    }
     if (cross) {
       const idx = secondaryIdx;
       const scores = idx.length > 0
@@ -552,7 +564,10 @@ export function detectorSetFromJSON(input: unknown): DetectorSet {
     const cs = state.calibrators[name];
     const hasSource = (CHEAP_SIGNALS as readonly string[]).includes(name)
       ? !!detectors[name as CheapSignalName]
-      : name === 'squeeze' ? !!state.squeeze : name === 'cross_regression' || name === 'squeeze_cross' ? !!state.crossRegression && !!state.crossEncoder : !!state.crossEncoder;
+      : name === 'squeeze' ? !!state.squeeze
+      : name === 'cross_regression' || name === 'squeeze_cross' ? !!state.crossRegression && !!state.crossEncoder
+      : name === 'patch_texture' ? true // the calibrator is the whole model
+      : !!state.crossEncoder;
     if (!hasSource || !cs) throw new RangeError(`detector-set state: signal ${name} lacks its detector or calibrator`);
     calibrators[name] = Calibrator.fromJSON(cs);
   }
@@ -766,6 +781,21 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
       }
     }
   }
+  const pt = options.patchTexture;
+  let patchTextureTrained = false;
+  if (pt && pt.enabled !== false && cfg.modes.patch_texture !== 'off') {
+    if (pt.values.length !== n) throw new RangeError(`trainDetectorSet: ${pt.values.length} patch-texture values for ${n} baseline items`);
+    const raw = Float64Array.from(pt.values, (v) => (typeof v === 'number' && Number.isFinite(v) ? v : NaN));
+    const have = [...raw.keys()].filter((i) => !Number.isNaN(raw[i]));
+    if (have.length < cfg.minSamples) {
+      expensiveStats.patch_texture = { n: have.length, trained: false, note: `only ${have.length} baseline items have a patch-texture value (need ${cfg.minSamples})` };
+    } else {
+      // The statistic is a fixed function of the pixels: a member's own value is already "left out".
+      addExpensive('patch_texture', raw, have);
+      expensiveStats.patch_texture = { n: have.length, trained: true };
+      patchTextureTrained = true;
+    }
+  }
   function addExpensive(name: ExpensiveSignalName, raw: Float64Array, have: number[]): void {
     const cal = Calibrator.fit(have.map((i) => raw[i]), cfg.calibration);
     calibrators[name] = cal;
@@ -786,6 +816,7 @@ function* trainSteps(embeddings: readonly Float32Array[], options: TrainOptions)
   if (crossEncoder) trainedModes.cross_encoder = cfg.modes.cross_encoder;
   if (crossRegression) trainedModes.cross_regression = cfg.modes.cross_regression;
   if (squeezeCrossCopies > 0) trainedModes.squeeze_cross = cfg.modes.squeeze_cross;
+  if (patchTextureTrained) trainedModes.patch_texture = cfg.modes.patch_texture;
   const policy = checkTierPolicy({ modes: trainedModes, band: cfg.band });
   const fusion = new TieredFusion(cfg.method, weights, cfg.thresholds, reference, policy, looP, cfg.calibration);
   const oofRisk = Float32Array.from(fusion.baselineRisk(policy));
@@ -960,12 +991,14 @@ function resolveOptions(options: TrainOptions): ResolvedOptions {
     cross_encoder: checkWeight('cross_encoder', options.crossEncoder?.weight ?? DEFAULT_EXTRA_WEIGHTS.cross_encoder),
     cross_regression: checkWeight('cross_regression', options.crossRegression?.weight ?? DEFAULT_EXTRA_WEIGHTS.cross_regression),
     squeeze_cross: checkWeight('squeeze_cross', options.squeezeCross?.weight ?? DEFAULT_EXTRA_WEIGHTS.squeeze_cross),
+    patch_texture: checkWeight('patch_texture', options.patchTexture?.weight ?? DEFAULT_EXTRA_WEIGHTS.patch_texture),
   };
   const modes = {
     squeeze: options.squeeze?.mode ?? 'always',
     cross_encoder: options.crossEncoder?.mode ?? 'always',
     cross_regression: options.crossRegression?.mode ?? 'always',
     squeeze_cross: options.squeezeCross?.mode ?? 'always',
+    patch_texture: options.patchTexture?.mode ?? 'always',
   } satisfies Record<ExpensiveSignalName, TierMode>;
   const ridge = checkRidge(options.crossRegression?.ridge ?? CROSS_REGRESSION_DEFAULT_RIDGE);
   const band = { ...DEFAULT_TIER_BAND, ...options.tiering?.band };

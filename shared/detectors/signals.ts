@@ -11,17 +11,19 @@
 //    (no extra pass) to predict the primary one; `squeeze_cross` asks whether squeezing moves
 //    the primary embedding back towards that prediction (it reuses squeeze's squeezed
 //    embeddings and the secondary embedding: no extra pass, and it runs only for items on
-//    which squeeze and cross_encoder both run). Each runs always, only when the cheap tier is
+//    which squeeze and cross_encoder both run); `patch_texture` measures colour noise in the
+//    noisiest small window of the encoder's input (no encoder pass at all, but it needs the
+//    pixels, which the cheap tier does not keep). Each runs always, only when the cheap tier is
 //    inconclusive, or never (TierMode).
 import type { SignalName } from '../types.js';
 import { SIGNAL_NAMES } from '../types.js';
 
 export type CheapSignalName = SignalName | 'lid';
-export type ExpensiveSignalName = 'squeeze' | 'cross_encoder' | 'cross_regression' | 'squeeze_cross';
+export type ExpensiveSignalName = 'squeeze' | 'cross_encoder' | 'cross_regression' | 'squeeze_cross' | 'patch_texture';
 export type DetectionSignalName = CheapSignalName | ExpensiveSignalName;
 
 export const CHEAP_SIGNALS: readonly CheapSignalName[] = [...SIGNAL_NAMES, 'lid'];
-export const EXPENSIVE_SIGNALS: readonly ExpensiveSignalName[] = ['squeeze', 'cross_encoder', 'cross_regression', 'squeeze_cross'];
+export const EXPENSIVE_SIGNALS: readonly ExpensiveSignalName[] = ['squeeze', 'cross_encoder', 'cross_regression', 'squeeze_cross', 'patch_texture'];
 /** Canonical order, used for display, serialisation and deterministic sums. */
 export const DETECTION_SIGNALS: readonly DetectionSignalName[] = [...CHEAP_SIGNALS, ...EXPENSIVE_SIGNALS];
 

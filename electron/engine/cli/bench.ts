@@ -9,7 +9,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { defaultConfig, type ParallaxConfig } from '../../../shared/config.js';
 import { quantile } from '../../../shared/math/stats.js';
-import type { ExpensiveSignalName, TierMode } from '../../../shared/detectors/signals.js';
+import { EXPENSIVE_SIGNALS, type ExpensiveSignalName, type TierMode } from '../../../shared/detectors/signals.js';
 import { Engine, machineInfo, type ScanOptions } from '../engine.js';
 import { decodeImage, resizeForEncoder } from '../ingest/image.js';
 import { walkMedia } from '../ingest/walk.js';
@@ -114,7 +114,7 @@ export async function runBench(opts: {
       const t0s = performance.now();
       const r = await scanEngine.scan(files, { source: 'bench', tiers });
       const ran: Partial<Record<ExpensiveSignalName, number>> = {};
-      for (const name of ['squeeze', 'cross_encoder', 'cross_regression', 'squeeze_cross'] as const) {
+      for (const name of EXPENSIVE_SIGNALS) {
         ran[name] = round(r.items.filter((i) => i.tier?.ran.includes(name)).length / Math.max(1, r.items.length), 3);
       }
       return { items_per_s: round(r.items.length / ((performance.now() - t0s) / 1000)), ran };
@@ -125,7 +125,8 @@ export async function runBench(opts: {
     const enabled = { squeeze: m.transformation_consistency.mode !== 'off', cross_encoder: m.cross_encoder.mode !== 'off' };
     // The regression residual reuses the cross encoder's pass, so it runs with that tier.
     // squeeze_cross needs both passes; it runs only where squeeze and cross_encoder both do.
-    const force = (squeeze: TierMode, cross: TierMode) => ({ squeeze, cross_encoder: cross, cross_regression: cross, squeeze_cross: cross });
+    // patch_texture (no pass, but the pixels kept) is timed with the squeeze tier.
+    const force = (squeeze: TierMode, cross: TierMode) => ({ squeeze, cross_encoder: cross, cross_regression: cross, squeeze_cross: cross, patch_texture: squeeze });
     const tiers: BenchResult['tiers'] = { cheap: null, squeeze: null, cross_encoder: null, all: null };
     log('bench: timing each tier');
     tiers.cheap = await timeScan(force('off', 'off'));

@@ -1,5 +1,6 @@
 // Measures the expensive signals' per-item features: squeeze distances (extra passes of the
-// primary encoder over squeezed pixels) and the secondary encoder's embedding. Each is
+// primary encoder over squeezed pixels), the secondary encoder's embedding, and the patch
+// texture statistic (no pass: arithmetic on the primary encoder's input). Each is
 // looked up in the store first (item_features, embeddings) and stored once computed, so a
 // baseline is measured once, at baseline-add time, and retraining never decodes it again.
 // Items that arrive without pixels (their embedding came from the cache) are decoded again
@@ -11,6 +12,7 @@ import type { ImageEncoder } from '../encoders/index.js';
 import { decodeImage, resizeForEncoder, type IngestLimits } from '../ingest/image.js';
 import type { Store } from '../store/store.js';
 import { FeatureStore } from './feature-store.js';
+import { PATCH_TEXTURE_FEATURE, patchTexture } from './texture.js';
 import { crossSqueezers, selectedSqueezers, squeezeDistances, squeezeFeatureNames, type SqueezeParams, type SqueezerName } from './squeeze.js';
 
 export interface MeasureItem {
@@ -32,6 +34,8 @@ export interface MeasureNeeds {
   secondary: boolean;
   /** The squeezed copies' primary embeddings (squeeze_cross); measured with the squeeze distances. */
   squeezed?: boolean;
+  /** The patch texture statistic (patch_texture). */
+  texture?: boolean;
 }
 
 export interface MeasureOptions {
@@ -39,6 +43,8 @@ export interface MeasureOptions {
   squeeze: SqueezeParams | null;
   /** Opens the secondary encoder, or null when the cross-encoder signal is not in use. */
   secondary: (() => Promise<ImageEncoder>) | null;
+  /** Whether the patch_texture signal is in use. */
+  texture: boolean;
   limits: IngestLimits;
   /**
    * Reuse stored features and store what is computed (baseline items are always stored).
@@ -95,6 +101,7 @@ export class ExpensiveMeasurer {
       squeeze: names ? this.features.get(item.itemId, primaryEncoderId, names) : null,
       secondary: secondaryEncoderId ? this.store.cachedEmbedding(item.itemId, secondaryEncoderId) ?? null : null,
       squeezed: this.cachedSqueezed(item.itemId, primaryEncoderId),
+      texture: this.options.texture ? this.features.get(item.itemId, primaryEncoderId, [PATCH_TEXTURE_FEATURE])?.[0] ?? null : null,
     };
   }
 
@@ -108,7 +115,7 @@ export class ExpensiveMeasurer {
     encoder: ImageEncoder,
   ): Promise<{ features: ItemFeatures[]; notes: (string | null)[] }> {
     const names = this.squeezeNames;
-    const out: ItemFeatures[] = items.map(() => ({ squeeze: null, secondary: null, squeezed: null }));
+    const out: ItemFeatures[] = items.map(() => ({ squeeze: null, secondary: null, squeezed: null, texture: null }));
     const squeezedIds = this.squeezedIds(encoder.id);
     const notes: (string | null)[] = items.map(() => null);
     let secondary: ImageEncoder | null = null;
@@ -123,8 +130,13 @@ export class ExpensiveMeasurer {
     // 1. Whatever is stored already.
     const todoSqueeze: number[] = [];
     const todoSecondary: number[] = [];
+    const todoTexture: number[] = [];
     items.forEach((item, i) => {
       const reuse = this.options.persist;
+      if (needs[i].texture && this.options.texture) {
+        out[i].texture = reuse ? this.features.get(item.itemId, encoder.id, [PATCH_TEXTURE_FEATURE])?.[0] ?? null : null;
+        if (out[i].texture === null) todoTexture.push(i);
+      }
       const wantSqueezed = !!needs[i].squeezed && !!squeezedIds;
       if ((needs[i].squeeze || wantSqueezed) && names) {
         if (needs[i].squeeze) out[i].squeeze = reuse ? this.features.get(item.itemId, encoder.id, names) : null;
@@ -137,12 +149,12 @@ export class ExpensiveMeasurer {
         if (!out[i].secondary) todoSecondary.push(i);
       }
     });
-    if (todoSqueeze.length === 0 && todoSecondary.length === 0) return { features: out, notes };
+    if (todoSqueeze.length === 0 && todoSecondary.length === 0 && todoTexture.length === 0) return { features: out, notes };
 
     // 2. Pixels for the rest, decoding again where the pipeline did not keep them.
-    const wantPixels = new Set(todoSqueeze);
+    const wantPixels = new Set([...todoSqueeze, ...todoTexture]);
     const wantPixels2 = new Set(todoSecondary);
-    for (const i of new Set([...todoSqueeze, ...todoSecondary])) {
+    for (const i of new Set([...todoSqueeze, ...todoTexture, ...todoSecondary])) {
       const item = items[i];
       if ((wantPixels.has(i) && !item.pixels) || (wantPixels2.has(i) && !item.pixels2)) {
         try {
@@ -153,7 +165,14 @@ export class ExpensiveMeasurer {
       }
     }
 
-    // 3. Squeeze distances, all items in one batched encoder call.
+    // 3. Patch texture: arithmetic on the pixels, no encoder pass.
+    const { width, height } = encoder.inputSize;
+    for (const i of todoTexture.filter((t) => items[t].pixels)) {
+      out[i].texture = patchTexture(items[i].pixels!, width, height);
+      if (this.shouldPersist(items[i].itemId)) this.features.put(items[i].itemId, encoder.id, { [PATCH_TEXTURE_FEATURE]: out[i].texture! });
+    }
+
+    // 4. Squeeze distances, all items in one batched encoder call.
     const sq = todoSqueeze.filter((i) => items[i].pixels);
     if (sq.length > 0 && this.options.squeeze && names) {
       const crossNames = crossSqueezers(this.options.squeeze);
@@ -182,7 +201,7 @@ export class ExpensiveMeasurer {
       });
     }
 
-    // 4. Secondary embeddings.
+    // 5. Secondary embeddings.
     const se = todoSecondary.filter((i) => items[i].pixels2);
     if (se.length > 0 && secondary) {
       const { width, height } = secondary.inputSize;

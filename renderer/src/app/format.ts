@@ -52,6 +52,7 @@ export const SIGNAL_LABELS: Record<string, string> = {
   cross_encoder: 'Cross-encoder',
   cross_regression: 'Cross-encoder residual',
   squeeze_cross: 'Squeeze vs cross prediction',
+  patch_texture: 'Patch texture',
 };
 
 export function signalLabel(name: string): string {
