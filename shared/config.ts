@@ -125,10 +125,10 @@ export const configSchema = z
              * Patch texture: the colour noise of the noisiest small window of the encoder's input,
              * where adversarial patches put saturated pixel-level noise that photos do not have
              * (electron/engine/signals/texture.ts). No encoder pass; about 0.5 ms per item.
-             * Weight 0.1: a patch lands five or more times past the largest baseline value, where
-             * the calibrated p is tiny and any weight lets it dominate; on legitimate images the
-             * signal is noise, and at weight 1 that noise cost targeted attacks 4–8 points of TPR
-             * at 1% FPR (README, Measured).
+             * Weight 0.1: a patch lands far past the largest baseline value (124 and up against
+             * 49.8), where the calibrated p is tiny and any weight lets it decide; on everything
+             * else the signal is noise, and at weight 1 that noise cost targeted attacks 5–8
+             * points of TPR at 1% FPR (README, Measured).
              */
             patch_texture: expensive({}, { mode: 'always', weight: 0.1 }).prefault({}),
           })
