@@ -276,6 +276,25 @@ test('patch: only the pixels inside its square change', async () => {
   await checkManifest(m, out, null);
 });
 
+test('patch, grey palette: black and white only inside the square (no colour difference), family patch-grey', async () => {
+  const out = path.join(work, 'patch-grey');
+  const m = await runRedteam({ files: photos.slice(0, 1), attack: 'patch', eps: 0, out, encoder, steps: 30, patchPalette: 'grey' });
+  assert.equal(m.family, 'patch-grey');
+  assert.equal(m.params.palette, 'grey');
+  const [item] = m.items;
+  const r = item.region!;
+  const attacked = await ingest(path.join(out, item.output));
+  for (let y = r.y; y < r.y + r.height; y++) {
+    for (let x = r.x; x < r.x + r.width; x++) {
+      const o = (y * 224 + x) * 3;
+      assert.ok((attacked[o] === 0 || attacked[o] === 1) && attacked[o + 1] === attacked[o] && attacked[o + 2] === attacked[o], `(${x},${y}) is not black or white`);
+    }
+  }
+  assert.ok(item.embedding_shift > 0);
+  await checkManifest(m, out, null);
+  await assert.rejects(runRedteam({ files: photos.slice(0, 1), attack: 'square', eps: 8 / 255, out, encoder, patchPalette: 'grey' }), /for the patch attack only/);
+});
+
 test('typographic: text is rendered, and only inside the region reported', async () => {
   const x = await clean(photos[2]);
   for (const seed of [1, 2, 3, 4]) {
@@ -317,6 +336,12 @@ test('CLI: bad flags exit 2 with the reason; a run writes its manifest and print
   const notQuery = await cli([photos[0], '--attack', 'typographic', '--adaptive', '--out', work]);
   assert.equal(notQuery.code, 2);
   assert.match(notQuery.stderr, /--adaptive applies to attacks that query the encoder/);
+  const paletteElsewhere = await cli([photos[0], '--attack', 'square', '--eps', '8/255', '--palette', 'grey', '--out', work]);
+  assert.equal(paletteElsewhere.code, 2);
+  assert.match(paletteElsewhere.stderr, /--palette applies to the patch attack, not to 'square'/);
+  const badPalette = await cli([photos[0], '--attack', 'patch', '--palette', 'pastel', '--out', work]);
+  assert.equal(badPalette.code, 2);
+  assert.match(badPalette.stderr, /--palette must be one of colour, grey, got 'pastel'/);
   const badEps = await cli([photos[0], '--attack', 'square', '--eps', 'lots', '--out', work]);
   assert.equal(badEps.code, 2);
   assert.match(badEps.stderr, /--eps: invalid eps 'lots'/);

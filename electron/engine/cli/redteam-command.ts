@@ -16,9 +16,11 @@ import {
   isAttackName,
   isTargeted,
   parseEps,
+  PATCH_PALETTES,
   RedteamInputError,
   runRedteam,
   usesEps,
+  type PatchPalette,
   type RedteamError,
   type RedteamManifest,
 } from '../redteam/index.js';
@@ -28,7 +30,8 @@ import { AUDIO_ATTACKS, isAudioAttack, runAudioRedteam } from '../redteam/audio.
 
 export const REDTEAM_USAGE = `Usage:
   parallax redteam <image|folder...> --attack NAME --out DIR [--eps E] [--target FILE]
-                   [--steps N] [--samples N] [--seed S] [--adaptive] [--json] [--quiet]
+                   [--steps N] [--samples N] [--seed S] [--palette grey] [--adaptive]
+                   [--json] [--quiet]
 
 Writes attacked copies of the images as 224×224 PNGs in DIR with DIR/manifest.json
 (embedding shift, L-inf, forward passes used, sha256 of each file).
@@ -53,6 +56,9 @@ Options:
   --steps N      spsa-pgd: steps (30); square, patch: iterations (1000); universal: steps (50)
   --samples N    spsa-pgd: directions per step (16); universal: directions per step (8)
   --seed S       integer seed (1)
+  --palette P    patch: colour (default; the eight extreme colours) or grey (black and
+                 white only, no colour difference for patch_texture to see); family
+                 'patch-grey'
   --adaptive     detector-aware: the attack must also carry the squeezed copies (median,
                  JPEG, resize) and the cross encoder's view along, as an attacker who knows
                  Parallax's signals would; each query costs those passes too. Family gets
@@ -143,6 +149,7 @@ export async function redteamCommand(argv: string[], ctx: RedteamCommandContext)
       seed: request.seed,
       steps: request.steps,
       samples: request.samples,
+      patchPalette: request.palette,
       adaptive,
       errors,
       signal: controller.signal,
@@ -186,6 +193,7 @@ interface Request {
   samples?: number;
   seed?: number;
   adaptive: boolean;
+  palette?: PatchPalette;
   json: boolean;
   quiet: boolean;
 }
@@ -200,6 +208,7 @@ const OPTIONS = {
   samples: { type: 'string' },
   seed: { type: 'string' },
   adaptive: { type: 'boolean', default: false },
+  palette: { type: 'string' },
   json: { type: 'boolean', default: false },
   quiet: { type: 'boolean', short: 'q', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -251,6 +260,10 @@ function parseRequest(argv: string[]): Request {
   if (isTargeted(attack) && !values.target) {
     throw new UsageError(`'${attack}' needs --target FILE: the image whose embedding the attack pulls towards`);
   }
+  if (values.palette !== undefined) {
+    if (attack !== 'patch') throw new UsageError(`--palette applies to the patch attack, not to '${attack}'`);
+    if (!(PATCH_PALETTES as readonly string[]).includes(values.palette)) throw new UsageError(`--palette must be one of ${PATCH_PALETTES.join(', ')}, got '${values.palette}'`);
+  }
   return {
     ...base,
     help: false,
@@ -262,6 +275,7 @@ function parseRequest(argv: string[]): Request {
     steps: values.steps === undefined ? undefined : positiveInt(values.steps, '--steps'),
     samples: values.samples === undefined ? undefined : positiveInt(values.samples, '--samples'),
     seed: values.seed === undefined ? undefined : integer(values.seed, '--seed'),
+    palette: values.palette as PatchPalette | undefined,
   };
 }
 
@@ -327,6 +341,7 @@ async function audioRedteamCommand(
     }
     if (values.target !== undefined) throw new UsageError('--target applies to spsa-pgd-targeted on images, not to audio attacks');
     if (values.adaptive) throw new UsageError('--adaptive applies to image attacks, not to audio attacks');
+    if (values.palette !== undefined) throw new UsageError('--palette applies to the patch attack on images, not to audio attacks');
     if (positionals.length === 0) throw new UsageError('give at least one audio file or folder to attack');
     if (!values.out) throw new UsageError('--out DIR is required');
     if (values.eps !== undefined && !(Number(values.eps) > 0 && Number(values.eps) <= 1)) throw new UsageError(`--eps for audio attacks is in sample units, in (0, 1]; got '${values.eps}'`);

@@ -31,7 +31,7 @@ export {
 } from './pixels.js';
 export { spsaPgd, spsaQueries, SPSA_DEFAULTS, type SpsaOptions } from './spsa.js';
 export { squareAttack, SQUARE_DEFAULTS, type SquareOptions } from './square.js';
-export { patchAttack, patchSide, PATCH_DEFAULTS, type PatchOptions, type PatchResult, type Region } from './patch.js';
+export { patchAttack, patchSide, PATCH_DEFAULTS, PATCH_PALETTES, type PatchOptions, type PatchPalette, type PatchResult, type Region } from './patch.js';
 export {
   applyUniversal,
   fitUniversal,

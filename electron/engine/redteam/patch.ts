@@ -3,6 +3,8 @@
 // (Croce et al. 2022): each proposal paints a random sub-square of the patch one of the eight
 // extreme colours ({0, 255}³), kept only if it raises the score; the sub-square shrinks on
 // Square Attack's schedule. The patch's place is drawn per image (seeded) and then fixed.
+// With the grey palette the colours are black and white only: a patch with no colour
+// difference at all, which is what an attacker who knows the patch_texture signal would paint.
 
 import type { Rng } from '../../../shared/types.js';
 import { checkImages, type AttackResult, type Forward, type ImageSize, type Objective, type ProgressTick } from './pixels.js';
@@ -27,11 +29,16 @@ export interface PatchOptions {
   iterations?: number;
   /** Initial fraction of the patch a painted sub-square covers (Sparse-RS uses 0.4 for patches). */
   pInit?: number;
+  /** 'colour' (default): the eight extreme colours; 'grey': black and white only. */
+  palette?: PatchPalette;
   signal?: AbortSignal;
   onStep?: (tick: ProgressTick) => void;
 }
 
-export const PATCH_DEFAULTS = { area: 0.06, iterations: 1000, pInit: 0.4 } as const;
+export type PatchPalette = 'colour' | 'grey';
+export const PATCH_PALETTES: readonly PatchPalette[] = ['colour', 'grey'];
+
+export const PATCH_DEFAULTS = { area: 0.06, iterations: 1000, pInit: 0.4, palette: 'colour' as PatchPalette } as const;
 
 export interface PatchResult extends AttackResult {
   region: Region;
@@ -76,7 +83,11 @@ export async function patchAttack(cleans: Float32Array[], opts: PatchOptions): P
     }
     return changed;
   };
-  const randomColour = (rng: Rng) => [rng() < 0.5 ? 0 : 1, rng() < 0.5 ? 0 : 1, rng() < 0.5 ? 0 : 1];
+  const palette = opts.palette ?? PATCH_DEFAULTS.palette;
+  if (!PATCH_PALETTES.includes(palette)) throw new RangeError(`patch palette must be one of ${PATCH_PALETTES.join(', ')}, got ${String(palette)}`);
+  const randomColour = palette === 'grey'
+    ? (rng: Rng) => { const v = rng() < 0.5 ? 0 : 1; return [v, v, v]; }
+    : (rng: Rng) => [rng() < 0.5 ? 0 : 1, rng() < 0.5 ? 0 : 1, rng() < 0.5 ? 0 : 1];
 
   const results = await randomSearch(cleans, {
     forward: opts.forward,

@@ -18,7 +18,7 @@ import { decodeImage, IngestError, readAndDecodeImage, resizeForEncoder, type De
 import { ATTACK_NAMES, attackFamily, isAttackName, isTargeted, usesEps, type AttackName } from './attacks.js';
 import { adaptiveCost, adaptiveForward, describeAdaptive, type AdaptiveOptions } from './adaptive.js';
 import { benignTransform, type BenignKind } from './benign.js';
-import { patchAttack, patchSide, PATCH_DEFAULTS, type Region } from './patch.js';
+import { patchAttack, patchSide, PATCH_DEFAULTS, PATCH_PALETTES, type PatchPalette, type Region } from './patch.js';
 import { cosine, cosineDistance, epsLevels, linf255, throwIfCancelled, toBytes, type AttackResult, type Forward, type ImageSize, type Objective } from './pixels.js';
 import { randomSearchQueries } from './random-search.js';
 import { positiveInt, spsaPgd, SPSA_DEFAULTS } from './spsa.js';
@@ -61,6 +61,8 @@ export interface RedteamOptions {
   samples?: number;
   /** patch: fraction of the image the patch covers (0.06). */
   patchArea?: number;
+  /** patch: 'colour' (default) or 'grey' (black and white only; family 'patch-grey'). */
+  patchPalette?: PatchPalette;
   /**
    * Detector-aware: the attack also moves the squeezed copies and the cross encoder's view
    * along (adaptive.ts). Query-based attacks only (spsa-pgd*, square, universal, patch).
@@ -128,6 +130,13 @@ export const QUERY_ATTACKS: readonly AttackName[] = ['spsa-pgd', 'spsa-pgd-targe
 /** square and patch score one candidate per image per call, so images share forward calls in groups this big. */
 const LOCKSTEP_GROUP = 8;
 
+/** The family a run's manifest names: a grey patch and a detector-aware attack are variants an evaluation keeps apart. */
+function familyOf(opts: RedteamOptions): string {
+  let family = attackFamily(opts.attack);
+  if (opts.attack === 'patch' && opts.patchPalette === 'grey') family += '-grey';
+  return opts.adaptive ? `${family}-adaptive` : family;
+}
+
 export async function runRedteam(opts: RedteamOptions): Promise<RedteamManifest> {
   const started = performance.now();
   const { attack, encoder } = opts;
@@ -149,7 +158,7 @@ export async function runRedteam(opts: RedteamOptions): Promise<RedteamManifest>
   const manifest: RedteamManifest = {
     format: MANIFEST_FORMAT,
     attack,
-    family: opts.adaptive ? `${attackFamily(attack)}-adaptive` : attackFamily(attack),
+    family: familyOf(opts),
     eps: usesEps(attack) ? opts.eps : null,
     eps_levels: levels,
     encoder_id: encoder.id,
@@ -282,6 +291,9 @@ function checkOptions(opts: RedteamOptions): number | null {
     if (opts.steps !== undefined) positiveInt('steps', opts.steps);
     if (opts.samples !== undefined) positiveInt('samples', opts.samples);
     if (attack === 'patch' && opts.patchArea !== undefined) patchSide(opts.encoder.inputSize, opts.patchArea);
+    if (opts.patchPalette !== undefined && (attack !== 'patch' || !PATCH_PALETTES.includes(opts.patchPalette))) {
+      throw new RangeError(`palette ${String(opts.patchPalette)}: one of ${PATCH_PALETTES.join(', ')}, for the patch attack only`);
+    }
     return usesEps(attack) ? epsLevels(opts.eps) : null;
   } catch (err) {
     throw new RedteamInputError((err as Error).message, { cause: err });
@@ -360,7 +372,7 @@ async function attackGroup(ctx: RunContext, inputs: Loaded[], progress: (detail:
     case 'patch': {
       const results = await patchAttack(
         inputs.map((l) => l.clean),
-        { forward, size, objectives: inputs.map(() => ({ mode: 'away' })), rngs, area: opts.patchArea, iterations: opts.steps, signal: opts.signal, onStep },
+        { forward, size, objectives: inputs.map(() => ({ mode: 'away' })), rngs, area: opts.patchArea, iterations: opts.steps, palette: opts.patchPalette, signal: opts.signal, onStep },
       );
       return results.map((r) => ({ pixels: r.pixels, queries: r.queries, region: r.region }));
     }
@@ -476,7 +488,7 @@ function budgets(opts: RedteamOptions): Record<string, number | string> {
     }
     case 'patch': {
       const iterations = opts.steps ?? PATCH_DEFAULTS.iterations;
-      return { iterations, area: opts.patchArea ?? PATCH_DEFAULTS.area, p_init: PATCH_DEFAULTS.pInit, queries_per_image: randomSearchQueries(iterations) };
+      return { iterations, area: opts.patchArea ?? PATCH_DEFAULTS.area, p_init: PATCH_DEFAULTS.pInit, palette: opts.patchPalette ?? PATCH_DEFAULTS.palette, queries_per_image: randomSearchQueries(iterations) };
     }
     case 'universal':
       return {

@@ -20,10 +20,10 @@
 // 19.6, unusual max 17.6; all 90 patches at 123.8 or more (median about 180). It does not see
 // perturbations spread over the whole image at 8/255 in 16-pixel tiles (SPSA-PGD, universal:
 // AUROC ≈ 0.5) — the other signals are for those. It reads colour only: an attacker who knows
-// it can paint the patch in greys (black and white alone leave C1 = C2 = 0) or keep its
-// colours smooth, at some cost in strength, and is then left to the other signals (which
-// caught 0.78 of the fresh colour patches at 1% FPR without this one). Luminance texture
-// separates worse (baseline max 146, colour patches 70–89), so it is not added here. Images that were already resized to the
+// it paints the patch in greys (the red team's `--palette grey`: black and white leave
+// C1 = C2 = 0) and is left to the other signals, which catch 0.60 of such patches at 1% FPR.
+// Luminance texture separates without a margin (grey patches 98–127, baseline photos up to
+// 146), so it is not added here. Images that were already resized to the
 // encoder's size with a sharpening kernel (Lanczos, cubic) carry more colour texture than
 // photos our linear resize shrinks (297 held-out photos as Lanczos PNGs: median 6.9, max 35.7,
 // against 4.3 and 19.6), still far below any patch.
