@@ -302,6 +302,11 @@ export class Engine {
     return this.cfg.detection_methods.patch_texture.mode !== 'off';
   }
 
+  /** Whether encoded items keep their pixels: squeeze re-encodes squeezed copies of them, patch_texture reads them. */
+  private keepsPixels(): boolean {
+    return this.configuredSqueeze() !== null || this.patchTextureEnabled();
+  }
+
   /** `forBaseline`: baseline features are training data and are stored whatever the cache says. */
   private measurer(squeeze: SqueezeParams | null, cross: boolean, forBaseline = false): ExpensiveMeasurer {
     return new ExpensiveMeasurer(this.store, {
@@ -1078,8 +1083,7 @@ export class Engine {
       todo.forEach((t, i) => pixels.set(t.pixels!, i * size));
       try {
         const vectors = await encoder.embedPixels(pixels, todo.length);
-        // The squeeze signal re-encodes squeezed copies of these very pixels; patch_texture reads them.
-        const keepPixels = this.configuredSqueeze() !== null || this.patchTextureEnabled();
+        const keepPixels = this.keepsPixels();
         this.store.transaction(() => {
           todo.forEach((t, i) => {
             t.vector = vectors[i];
@@ -1097,7 +1101,7 @@ export class Engine {
           } catch (inner) {
             t.error = { path: t.path ?? '<bytes>', reason: `encoder failed: ${describeError(inner)}`, code: 'encoder' };
           }
-          if (t.error || (this.configuredSqueeze() === null && !this.patchTextureEnabled())) t.pixels = undefined;
+          if (t.error || !this.keepsPixels()) t.pixels = undefined;
         }
         void err;
       }

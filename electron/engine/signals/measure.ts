@@ -94,6 +94,10 @@ export class ExpensiveMeasurer {
     return out;
   }
 
+  private storedTexture(itemId: number, primaryEncoderId: string): number | null {
+    return this.features.get(itemId, primaryEncoderId, [PATCH_TEXTURE_FEATURE])?.[0] ?? null;
+  }
+
   /** Stored features only, no computation (training reads these for the whole baseline). */
   cached(item: Pick<MeasureItem, 'itemId'>, primaryEncoderId: string, secondaryEncoderId: string | null): ItemFeatures {
     const names = this.squeezeNames;
@@ -101,7 +105,7 @@ export class ExpensiveMeasurer {
       squeeze: names ? this.features.get(item.itemId, primaryEncoderId, names) : null,
       secondary: secondaryEncoderId ? this.store.cachedEmbedding(item.itemId, secondaryEncoderId) ?? null : null,
       squeezed: this.cachedSqueezed(item.itemId, primaryEncoderId),
-      texture: this.options.texture ? this.features.get(item.itemId, primaryEncoderId, [PATCH_TEXTURE_FEATURE])?.[0] ?? null : null,
+      texture: this.options.texture ? this.storedTexture(item.itemId, primaryEncoderId) : null,
     };
   }
 
@@ -134,7 +138,7 @@ export class ExpensiveMeasurer {
     items.forEach((item, i) => {
       const reuse = this.options.persist;
       if (needs[i].texture && this.options.texture) {
-        out[i].texture = reuse ? this.features.get(item.itemId, encoder.id, [PATCH_TEXTURE_FEATURE])?.[0] ?? null : null;
+        out[i].texture = reuse ? this.storedTexture(item.itemId, encoder.id) : null;
         if (out[i].texture === null) todoTexture.push(i);
       }
       const wantSqueezed = !!needs[i].squeezed && !!squeezedIds;
